@@ -1,0 +1,44 @@
+# kubevisor: the two set-up commands are `make run` and `make test`.
+# Every install step lives here (or in scripts/ called from here): CI runs
+# in a fresh clone on a fresh Debian 12 machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEB_STAMP := .cache/debian-packages.stamp
+# Debian packages the server and the tests need (more come with later issues).
+DEB_PACKAGES := etcd-server etcd-client openssl ca-certificates
+PYTEST_ARGS ?=
+
+.PHONY: run test deps venv lint clean bench
+
+run: deps
+	$(BIN)/kubevisor up
+
+test: deps
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check kubevisor tests bench
+	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+
+deps: $(DEB_STAMP) $(STAMP)
+
+$(DEB_STAMP): Makefile scripts/install-debian-packages.sh
+	scripts/install-debian-packages.sh $(DEB_PACKAGES)
+	@mkdir -p $(dir $@) && touch $@
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: deps
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check kubevisor tests bench
+
+bench: deps
+	$(BIN)/kubevisor bench api
+
+clean:
+	rm -rf $(VENV) .cache .kubevisor
