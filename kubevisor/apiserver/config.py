@@ -1,0 +1,31 @@
+"""What the apiserver needs to run, assembled by the CLI (``kubevisor up``)
+or by tests: the store, the kinds, who may call it and limits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from kubevisor.api.kinds import Registry
+from kubevisor.store.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    store: Store
+    registry: Registry
+    # Bearer token -> user. A request without a known token gets 401.
+    tokens: Mapping[str, UserInfo] = field(default_factory=dict)
+    # Requests with a larger body get 413 (kube-apiserver: 3 MiB).
+    max_body_bytes: int = 3 * 1024 * 1024
+    # Revisions older than this many seconds are compacted (kube-apiserver: 5 min).
+    compaction_interval_seconds: float = 300.0
+    # Server version reported on /version.
+    git_version: str = "v1.32.0-kubevisor"
