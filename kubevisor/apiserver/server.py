@@ -1,0 +1,253 @@
+"""Runs the apiserver's ASGI app under uvicorn over TLS.
+
+Two entry points. :func:`serve` is an async context manager that starts the
+server on the running loop and yields its URL (a :class:`ServedURL`, a
+``str`` that also carries the CA, the admin token and a kubeconfig path);
+tests, benchmarks and ``kubevisor up`` use it. :func:`run_until_signalled`
+runs a coroutine on uvloop until SIGINT/SIGTERM (the CLI's foreground mode):
+the first signal asks for a clean stop, a second one kills the process.
+
+Shutdown order: stop accepting connections, close idle keep-alive
+connections, let in-flight requests finish, then close the store, which ends
+every store watcher and so every open watch stream; uvicorn then waits for
+the remaining connections (at most ``GRACE_SECONDS``) and runs the app's
+lifespan shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from kubevisor.apiserver.config import ServerConfig
+from kubevisor.apiserver.pki import ADMIN_USER, Credentials, ensure_pki, write_kubeconfig
+
+ASGIApp = Callable[..., Awaitable[None]]
+GRACE_SECONDS = 5
+BACKLOG = 4096
+KEEP_ALIVE_SECONDS = 120  # kubectl and client-go keep connections for 90 s idle
+
+log = logging.getLogger(__name__)
+
+
+class ServeError(RuntimeError):
+    """The server could not start (port in use, app startup failed)."""
+
+
+class ServedURL(str):
+    """``https://host:port`` of a running server; a plain ``str`` for callers
+    that only want the URL, with the CA, token and kubeconfig for the rest."""
+
+    credentials: Credentials
+    kubeconfig: Path
+    port: int
+
+    def __new__(cls, url: str, *, credentials: Credentials, kubeconfig: Path, port: int) -> ServedURL:
+        self = super().__new__(cls, url)
+        self.credentials = credentials
+        self.kubeconfig = kubeconfig
+        self.port = port
+        return self
+
+    @property
+    def ca_file(self) -> Path:
+        return self.credentials.ca_file
+
+    @property
+    def token(self) -> str:
+        return self.credentials.token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credentials.token}"}
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: the owner of the
+    loop decides when to stop (uvicorn would otherwise re-raise the signal
+    after shutdown, turning a clean SIGTERM into exit status 143)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def uvicorn_config(app: ASGIApp, credentials: Credentials) -> uvicorn.Config:
+    """uvicorn settings for the apiserver: httptools (h11 when httptools is
+    missing), TLS with the serving certificate, no access log, long
+    keep-alive, a deep backlog and no concurrency limit."""
+    return uvicorn.Config(
+        app,
+        http="auto",
+        ws="none",
+        lifespan="auto",
+        ssl_certfile=str(credentials.cert_file),
+        ssl_keyfile=str(credentials.key_file),
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+        backlog=BACKLOG,
+        limit_concurrency=None,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACE_SECONDS,
+    )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for ``host:port`` (``port=0`` picks a free one)."""
+    family, type_, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, type_, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def client_host(host: str) -> str:
+    """The address a local client should dial for a listen address: wildcards
+    become loopback; IPv6 literals get brackets."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    config: ServerConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    data_dir: Path | None = None,
+    extra_sans: Iterable[str] = (),
+    app: ASGIApp | None = None,
+    close_store: bool = True,
+) -> AsyncIterator[ServedURL]:
+    """Serve ``config`` (or a given ASGI ``app``) over HTTPS on the running loop.
+
+    Credentials come from ``<data_dir>/pki`` (a temporary directory when
+    ``data_dir`` is None); the admin token is added to ``config.tokens``, and
+    an admin kubeconfig is written to ``<data_dir>/kubeconfig``. On exit the
+    server stops as described in the module docstring and, with
+    ``close_store``, the store is closed. Raises :class:`ServeError` if the
+    server cannot start.
+    """
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubevisor-")))
+        sans = [*extra_sans]
+        if host not in ("", "0.0.0.0", "::"):
+            sans.append(host)
+        credentials = ensure_pki(data_dir / "pki", extra_sans=sans)
+        if credentials.token not in config.tokens:
+            config.tokens = {**config.tokens, credentials.token: ADMIN_USER}
+        if app is None:
+            from kubevisor.apiserver.app import create_app
+
+            app = create_app(config)
+        sock = bind_socket(host, port)
+        actual_port = sock.getsockname()[1]
+        server = _Server(uvicorn_config(app, credentials))
+        task = asyncio.create_task(_serve(server, sock), name=f"uvicorn:{actual_port}")
+        try:
+            await _wait_started(server, task)
+            url = f"https://{client_host(host)}:{actual_port}"
+            kubeconfig = write_kubeconfig(
+                data_dir / "kubeconfig",
+                server_url=url,
+                ca_pem=credentials.ca_pem,
+                token=credentials.token,
+            )
+            yield ServedURL(url, credentials=credentials, kubeconfig=kubeconfig, port=actual_port)
+        finally:
+            await _stop(server, task, config if close_store else None)
+
+
+async def _serve(server: _Server, sock: socket.socket) -> None:
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exc:  # uvicorn exits the process when lifespan startup fails
+        raise ServeError(f"apiserver startup failed (exit status {exc.code})") from exc
+
+
+async def _wait_started(server: _Server, task: asyncio.Task[None]) -> None:
+    while not server.started:
+        if task.done():
+            exc = task.exception()
+            raise ServeError("apiserver stopped during startup") from exc
+        await asyncio.sleep(0.005)
+
+
+async def _stop(server: _Server, task: asyncio.Task[None], config: ServerConfig | None) -> None:
+    server.should_exit = True
+    if config is not None:
+        # Once uvicorn has stopped listening and in-flight requests had their
+        # moment, closing the store ends the watch streams that would
+        # otherwise hold the shutdown for GRACE_SECONDS.
+        for _ in range(100):
+            if task.done() or not any(s.is_serving() for s in getattr(server, "servers", [])):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        with contextlib.suppress(Exception):
+            await config.store.close()
+    try:
+        await task
+    except ServeError:
+        log.exception("apiserver stopped with an error")
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[Any]]) -> Any:
+    """Run ``main(stop)`` on uvloop in the foreground and return its result.
+
+    The first SIGINT or SIGTERM sets ``stop`` (main should then finish
+    cleanly); after that the default handlers are back, so a second signal
+    ends the process at once.
+    """
+
+    async def runner() -> Any:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_signal(signum: int) -> None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            stop.set()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            return await main(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(runner(), loop_factory=_loop_factory())
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency
+        return None
+    return uvloop.new_event_loop
