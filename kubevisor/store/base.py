@@ -7,8 +7,10 @@ checked by one contract test suite (tests/store):
 * One global revision, increasing by one with every successful write
   (create, update or delete). A key's ``create_revision`` is the revision
   of the write that created it; ``mod_revision`` that of its last write.
-* Reads take ``revision=0`` for "now" or a past revision; a compacted
-  revision raises :class:`CompactedError`.
+* Reads take ``revision=0`` for "now" or a past revision; a revision
+  older than the compacted revision raises :class:`CompactedError` (reading
+  *at* the compacted revision works, as in etcd), one the store has not
+  reached :class:`FutureRevisionError`.
 * Writes are compare-and-swap: ``update``/``delete`` take the
   ``mod_revision`` the caller read (``delete`` may take ``None`` for an
   unconditional delete). An acknowledged write is durable.
@@ -16,7 +18,14 @@ checked by one contract test suite (tests/store):
   under ``prefix`` with revision strictly greater than ``after_revision``,
   in revision order, none lost, none repeated, until the watcher is
   closed. If ``after_revision`` is older than the compacted revision, the
-  first ``__anext__`` raises :class:`CompactedError`.
+  first ``__anext__`` raises :class:`CompactedError` (etcd tolerates
+  ``after_revision == compacted - 1``; do not rely on either answer there).
+  A consumer too slow to keep up may be ended with
+  :class:`WatcherOverflowError`. When the store closes, watchers end
+  (``StopAsyncIteration``) after the events already buffered.
+* ``compact(revision)`` at or below the compacted revision does nothing;
+  above the current revision it raises :class:`FutureRevisionError`.
+* Keys are ``str``; ranges order them by code point (= UTF-8 byte order).
 """
 
 from __future__ import annotations
@@ -26,6 +35,20 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 EventType = Literal["PUT", "DELETE"]
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest key greater than every key starting with ``prefix``
+    (exclusive upper bound of a prefix range); ``None`` means no bound."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # surrogates cannot be stored; skip them
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@
     ├── ConflictError       compare-and-swap lost: the key's mod revision moved
     ├── CompactedError      a read or watch asked for a revision older than compaction
     ├── FutureRevisionError a read asked for a revision the store has not reached
+    ├── WatcherOverflowError a watcher fell too far behind and was ended (serve as 410 Expired)
     └── UnavailableError    the backend cannot be reached (etcd down, disk error)
 
 Backends translate their own failures (sqlite3, HTTP to etcd) into these
@@ -59,6 +60,19 @@ class FutureRevisionError(StoreError):
         super().__init__(f"required revision {requested} is a future revision (current {current})")
         self.requested = requested
         self.current = current
+
+
+class WatcherOverflowError(StoreError):
+    """A watcher's consumer was too slow: its bounded buffer filled, so the
+    store ended it rather than hold back writers. Raised by the watcher's
+    ``__anext__``; the events it missed are still in the store's history, so
+    the caller may re-list (the apiserver sends a 410 ``Expired`` ERROR event
+    and lets the client re-list, as kube-apiserver does for slow watchers)."""
+
+    def __init__(self, prefix: str, buffered: int) -> None:
+        super().__init__(f"watcher on {prefix!r} fell behind by more than {buffered} events")
+        self.prefix = prefix
+        self.buffered = buffered
 
 
 class UnavailableError(StoreError):

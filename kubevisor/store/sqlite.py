@@ -1,0 +1,669 @@
+"""The embedded SQLite backend of the store (the default, one process).
+
+``open_store("sqlite", ...)`` builds a :class:`SqliteStore`; the apiserver
+calls it through the :class:`~kubevisor.store.base.Store` contract.
+
+Layout: ``log`` holds every write by revision (key, value, create revision,
+tombstone flag; a delete's row keeps no value), ``current`` maps each live
+key to its create and mod revisions (its value is the log row at the mod
+revision), ``meta`` holds the store revision and the compacted revision, so
+neither is reused or lost after a restart, compaction or deletes.
+
+Writes: one writer thread owns the write connection. Callers enqueue their
+operation and await a future; the writer drains the queue, applies every
+pending operation in one transaction (group commit), commits, then resolves
+the futures and fans the batch's events out to watchers on the event loop.
+An operation that fails its check (key exists, compare-and-swap lost) takes
+no revision and does not disturb the others in its batch.
+
+Durability: WAL with ``synchronous=FULL``: a write is acknowledged only
+after its transaction's WAL frames were fsync'ed, so it survives ``kill -9``
+of the process and a power loss or kernel crash too. Group commit spreads
+one fsync over a whole batch, which keeps this affordable.
+
+Reads use their own connections (WAL readers never wait for the writer):
+``get`` runs on the event loop's thread (a primary-key lookup is cheaper
+than a thread hop); ``range`` and history reads run in a small thread pool.
+
+Watch: a watcher from an old revision first replays the log from the
+database in pages, up to the revision last fanned out; once caught up it
+attaches to the in-memory fan-out synchronously, so it sees no gap and no
+duplicate. Each live watcher has a bounded buffer; a consumer that lets it
+overflow is ended with :class:`~kubevisor.store.errors.WatcherOverflowError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import queue
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from kubevisor.store.base import Event, KeyValue, RangeResult, prefix_end
+from kubevisor.store.errors import (
+    CompactedError,
+    ConflictError,
+    FutureRevisionError,
+    KeyExistsError,
+    KeyNotFoundError,
+    StoreError,
+    UnavailableError,
+    WatcherOverflowError,
+)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    revision INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    create_revision INTEGER NOT NULL,
+    deleted INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_key_revision ON log (key, revision);
+CREATE TABLE IF NOT EXISTS current (
+    key TEXT PRIMARY KEY,
+    create_revision INTEGER NOT NULL,
+    mod_revision INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0);
+"""
+
+# How many queued operations one transaction may take.
+_MAX_BATCH = 2000
+# How many log rows one replay page of a watcher reads.
+_REPLAY_PAGE = 1000
+# How many events one __anext__ of a live watcher returns at most.
+_MAX_EVENTS_PER_BATCH = 1000
+
+OpKind = Literal["create", "update", "delete", "compact"]
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: OpKind
+    key: str
+    value: bytes
+    expected: int | None
+    future: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
+class _Meta:
+    revision: int
+    compacted: int
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+class SqliteStore:
+    """A :class:`~kubevisor.store.base.Store` in one SQLite file.
+
+    Bound to the event loop that calls :meth:`start`. ``watch_buffer`` is the
+    most events a live watcher may have pending before it is ended.
+    """
+
+    def __init__(self, path: Path | str, *, watch_buffer: int = 10_000, readers: int = 4) -> None:
+        self.path = Path(path)
+        self.watch_buffer = watch_buffer
+        self._readers = readers
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._hub = _Hub()
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._loop is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ready: asyncio.Future[int] = loop.create_future()
+        self._writer = threading.Thread(
+            target=self._writer_main, args=(ready,), name=f"kv-writer:{self.path.name}", daemon=True
+        )
+        self._writer.start()
+        self._hub.published = await ready
+        self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="kv-read")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._hub.close_all()
+        if self._writer is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._writer.join)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        with self._conns_lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+
+    # -- reads -----------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _check_open(self) -> None:
+        if self._loop is None:
+            raise StoreError("store not started")
+        if self._closed:
+            raise UnavailableError("store is closed")
+
+    def _read_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        try:
+            return fn(self._reader())
+        except sqlite3.Error as exc:
+            raise UnavailableError(f"sqlite read failed: {exc}") from exc
+
+    async def _read_pooled(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        assert self._loop is not None and self._pool is not None
+
+        def run() -> T:
+            try:
+                return fn(self._reader())
+            except sqlite3.Error as exc:
+                raise UnavailableError(f"sqlite read failed: {exc}") from exc
+
+        return await self._loop.run_in_executor(self._pool, run)
+
+    async def current_revision(self) -> int:
+        return self._read_inline(lambda c: _read_meta(c).revision)
+
+    async def compacted_revision(self) -> int:
+        return self._read_inline(lambda c: _read_meta(c).compacted)
+
+    async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
+        if revision == 0:
+            return self._read_inline(lambda c: _get_now(c, key))
+        return self._read_inline(lambda c: _snapshot(c, lambda: _get_at(c, key, revision)))
+
+    async def range(
+        self,
+        prefix: str,
+        *,
+        revision: int = 0,
+        start_key: str | None = None,
+        limit: int = 0,
+    ) -> RangeResult:
+        return await self._read_pooled(
+            lambda c: _snapshot(c, lambda: _range(c, prefix, revision, start_key, limit))
+        )
+
+    # -- writes ----------------------------------------------------------
+
+    def _submit(self, kind: OpKind, key: str, value: bytes, expected: int | None) -> asyncio.Future[Any]:
+        self._check_open()
+        assert self._loop is not None
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put(_Op(kind, key, value, expected, future))
+        return future
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        result: KeyValue = await self._submit("create", key, value, None)
+        return result
+
+    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
+        result: KeyValue = await self._submit("update", key, value, expected_mod_revision)
+        return result
+
+    async def delete(self, key: str, *, expected_mod_revision: int | None = None) -> KeyValue:
+        result: KeyValue = await self._submit("delete", key, b"", expected_mod_revision)
+        return result
+
+    async def compact(self, revision: int) -> None:
+        await self._submit("compact", "", b"", revision)
+
+    # -- watch -----------------------------------------------------------
+
+    def watch(self, prefix: str, *, after_revision: int) -> SqliteWatcher:
+        self._check_open()
+        return SqliteWatcher(self, prefix, after_revision)
+
+    # -- the writer thread -----------------------------------------------
+
+    def _writer_main(self, ready: asyncio.Future[int]) -> None:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.executescript(_SCHEMA)
+            meta = _read_meta(conn)
+        except sqlite3.Error as exc:
+            err = UnavailableError(f"cannot open {self.path}: {exc}")
+            self._call_soon(_settle, [(ready, err)])
+            return
+        self._call_soon(_settle, [(ready, meta.revision)])
+        try:
+            self._writer_loop(conn, meta)
+        finally:
+            conn.close()
+
+    def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _writer_loop(self, conn: sqlite3.Connection, meta: _Meta) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                self._fail_pending()
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit_batch(conn, meta, batch)
+            if stop:
+                self._fail_pending()
+                return
+
+    def _fail_pending(self) -> None:
+        settled: list[tuple[asyncio.Future[Any], object]] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                settled.append((item.future, UnavailableError("store is closed")))
+        if settled:
+            self._call_soon(_settle, settled)
+
+    def _commit_batch(self, conn: sqlite3.Connection, meta: _Meta, batch: list[_Op]) -> None:
+        start_revision, start_compacted = meta.revision, meta.compacted
+        settled: list[tuple[asyncio.Future[Any], object]] = []
+        events: list[Event] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                try:
+                    result = _apply(conn, meta, op, events)
+                except StoreError as exc:
+                    settled.append((op.future, exc))
+                else:
+                    settled.append((op.future, result))
+            if meta.revision != start_revision:
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (meta.revision,))
+            if meta.compacted != start_compacted:
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'compacted'", (meta.compacted,))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            meta.revision, meta.compacted = start_revision, start_compacted
+            err = UnavailableError(f"sqlite write failed: {exc}")
+            self._call_soon(_settle, [(op.future, err) for op in batch])
+            return
+        self._call_soon(self._deliver, settled, events, meta.revision)
+
+    def _deliver(
+        self, settled: list[tuple[asyncio.Future[Any], object]], events: list[Event], revision: int
+    ) -> None:
+        # Publish before waking the writers' tasks: once a caller sees its
+        # revision acknowledged, a watch it opens starts from there.
+        self._hub.publish(events, revision)
+        _settle(settled)
+
+
+def _settle(settled: Iterable[tuple[asyncio.Future[Any], object]]) -> None:
+    for future, outcome in settled:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+# -- SQL, run by the writer (inside its transaction) or by readers -----------
+
+
+def _read_meta(conn: sqlite3.Connection) -> _Meta:
+    values = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+    return _Meta(revision=values["revision"], compacted=values["compacted"])
+
+
+def _snapshot(conn: sqlite3.Connection, fn: Callable[[], T]) -> T:
+    """Run several SELECTs in one read transaction (one consistent snapshot)."""
+    conn.execute("BEGIN")
+    try:
+        return fn()
+    finally:
+        conn.execute("COMMIT")
+
+
+def _check_revision(conn: sqlite3.Connection, revision: int) -> int:
+    """The revision to read at (``0`` is now); raise if compacted or in the future."""
+    meta = _read_meta(conn)
+    if revision == 0:
+        return meta.revision
+    if revision > meta.revision:
+        raise FutureRevisionError(revision, meta.revision)
+    if revision < meta.compacted:
+        raise CompactedError(revision, meta.compacted)
+    return revision
+
+
+_CURRENT_ROW = (
+    "SELECT c.key, l.value, c.create_revision, c.mod_revision FROM current c "
+    "JOIN log l ON l.revision = c.mod_revision"
+)
+
+
+def _get_now(conn: sqlite3.Connection, key: str) -> KeyValue | None:
+    row = conn.execute(_CURRENT_ROW + " WHERE c.key = ?", (key,)).fetchone()
+    return KeyValue(*row) if row else None
+
+
+def _get_at(conn: sqlite3.Connection, key: str, revision: int) -> KeyValue | None:
+    at = _check_revision(conn, revision)
+    row = conn.execute(
+        "SELECT key, value, create_revision, revision, deleted FROM log "
+        "WHERE key = ? AND revision <= ? ORDER BY revision DESC LIMIT 1",
+        (key, at),
+    ).fetchone()
+    if row is None or row[4]:
+        return None
+    return KeyValue(row[0], row[1], row[2], row[3])
+
+
+def _key_bounds(prefix: str, start_key: str | None) -> tuple[str, str]:
+    """The lower bound of a paged range: (SQL operator, key)."""
+    if start_key is not None and start_key >= prefix:
+        return ">", start_key
+    return ">=", prefix
+
+
+def _range(
+    conn: sqlite3.Connection, prefix: str, revision: int, start_key: str | None, limit: int
+) -> RangeResult:
+    at = _check_revision(conn, revision)
+    end = prefix_end(prefix)
+    op, low = _key_bounds(prefix, start_key)
+    fetch = limit + 1 if limit > 0 else -1
+    if revision == 0:
+        upper = " AND c.key < :end" if end is not None else ""
+        rows = conn.execute(
+            f"{_CURRENT_ROW} WHERE c.key {op} :low{upper} ORDER BY c.key LIMIT :fetch",
+            {"low": low, "end": end, "fetch": fetch},
+        ).fetchall()
+        count = conn.execute(
+            f"SELECT count(*) FROM current c WHERE c.key >= :prefix{upper}",
+            {"prefix": prefix, "end": end},
+        ).fetchone()[0]
+    else:
+        upper = " AND key < :end" if end is not None else ""
+        latest = (
+            "SELECT l.key, l.value, l.create_revision, l.revision FROM log l JOIN ("
+            f"SELECT max(revision) AS r FROM log WHERE key {op} :low{upper} AND revision <= :at "
+            "GROUP BY key) m ON l.revision = m.r WHERE l.deleted = 0 ORDER BY l.key LIMIT :fetch"
+        )
+        rows = conn.execute(latest, {"low": low, "end": end, "at": at, "fetch": fetch}).fetchall()
+        count = conn.execute(
+            "SELECT count(*) FROM log l JOIN ("
+            f"SELECT max(revision) AS r FROM log WHERE key >= :prefix{upper} AND revision <= :at "
+            "GROUP BY key) m ON l.revision = m.r WHERE l.deleted = 0",
+            {"prefix": prefix, "end": end, "at": at},
+        ).fetchone()[0]
+    more = limit > 0 and len(rows) > limit
+    if more:
+        rows = rows[:limit]
+    return RangeResult(kvs=[KeyValue(*r) for r in rows], revision=at, more=more, count=count)
+
+
+def _history(
+    conn: sqlite3.Connection, prefix: str, after: int, upto: int
+) -> tuple[list[Event], int]:
+    """Events under ``prefix`` in (after, upto], at most one page; and the
+    revision the page covers up to."""
+    meta = _read_meta(conn)
+    if after < meta.compacted:
+        raise CompactedError(after, meta.compacted)
+    end = prefix_end(prefix)
+    upper = " AND l.key < :end" if end is not None else ""
+    rows = conn.execute(
+        "SELECT l.revision, l.key, l.value, l.create_revision, l.deleted, "
+        "p.revision, p.value, p.create_revision, p.deleted "
+        "FROM log l LEFT JOIN log p ON p.revision = ("
+        "  SELECT max(revision) FROM log WHERE key = l.key AND revision < l.revision) "
+        f"WHERE l.revision > :after AND l.revision <= :upto AND l.key >= :prefix{upper} "
+        "ORDER BY l.revision LIMIT :page",
+        {"after": after, "upto": upto, "prefix": prefix, "end": end, "page": _REPLAY_PAGE},
+    ).fetchall()
+    events: list[Event] = []
+    for rev, key, value, create_rev, deleted, p_rev, p_value, p_create, p_deleted in rows:
+        prev = None
+        if p_rev is not None and not p_deleted:
+            prev = KeyValue(key, p_value, p_create, p_rev)
+        if deleted:
+            last = prev.value if prev is not None else b""
+            events.append(Event("DELETE", KeyValue(key, last, create_rev, rev), prev))
+        else:
+            events.append(Event("PUT", KeyValue(key, value, create_rev, rev), prev))
+    covered = rows[-1][0] if len(rows) == _REPLAY_PAGE else upto
+    return events, covered
+
+
+def _history_snapshot(
+    conn: sqlite3.Connection, *, prefix: str, after: int, upto: int
+) -> tuple[list[Event], int]:
+    return _snapshot(conn, lambda: _history(conn, prefix, after, upto))
+
+
+def _current_with_value(conn: sqlite3.Connection, key: str) -> KeyValue | None:
+    row = conn.execute(_CURRENT_ROW + " WHERE c.key = ?", (key,)).fetchone()
+    return KeyValue(*row) if row else None
+
+
+def _apply(conn: sqlite3.Connection, meta: _Meta, op: _Op, events: list[Event]) -> object:
+    """Apply one operation inside the writer's transaction; raise StoreError
+    (nothing written) when its check fails."""
+    if op.kind == "compact":
+        return _compact(conn, meta, op.expected or 0)
+    if op.kind == "create":
+        if conn.execute("SELECT 1 FROM current WHERE key = ?", (op.key,)).fetchone():
+            raise KeyExistsError(op.key)
+        meta.revision += 1
+        rev = meta.revision
+        conn.execute("INSERT INTO log VALUES (?, ?, ?, ?, 0)", (rev, op.key, op.value, rev))
+        conn.execute("INSERT INTO current VALUES (?, ?, ?)", (op.key, rev, rev))
+        kv = KeyValue(op.key, op.value, rev, rev)
+        events.append(Event("PUT", kv))
+        return kv
+    prev = _current_with_value(conn, op.key)
+    if prev is None:
+        raise KeyNotFoundError(op.key)
+    if op.expected is not None and prev.mod_revision != op.expected:
+        raise ConflictError(op.key, op.expected, prev.mod_revision)
+    meta.revision += 1
+    rev = meta.revision
+    if op.kind == "update":
+        conn.execute(
+            "INSERT INTO log VALUES (?, ?, ?, ?, 0)", (rev, op.key, op.value, prev.create_revision)
+        )
+        conn.execute("UPDATE current SET mod_revision = ? WHERE key = ?", (rev, op.key))
+        kv = KeyValue(op.key, op.value, prev.create_revision, rev)
+        events.append(Event("PUT", kv, prev))
+        return kv
+    conn.execute("INSERT INTO log VALUES (?, ?, x'', ?, 1)", (rev, op.key, prev.create_revision))
+    conn.execute("DELETE FROM current WHERE key = ?", (op.key,))
+    kv = KeyValue(op.key, prev.value, prev.create_revision, rev)
+    events.append(Event("DELETE", kv, prev))
+    return kv
+
+
+def _compact(conn: sqlite3.Connection, meta: _Meta, revision: int) -> None:
+    if revision > meta.revision:
+        raise FutureRevisionError(revision, meta.revision)
+    if revision <= meta.compacted:
+        return None
+    # Keep, per key, the newest row at or before `revision` unless it is a
+    # tombstone; every row after `revision` stays.
+    conn.execute(
+        "DELETE FROM log WHERE revision <= :at AND (deleted = 1 OR revision < ("
+        "  SELECT max(l2.revision) FROM log l2 WHERE l2.key = log.key AND l2.revision <= :at))",
+        {"at": revision},
+    )
+    meta.compacted = revision
+    return None
+
+
+# -- watch ----------------------------------------------------------------------
+
+
+class _Hub:
+    """The in-memory fan-out of committed events, on the event loop's thread."""
+
+    def __init__(self) -> None:
+        self.published = 0  # every revision <= this was committed and fanned out
+        self.by_prefix: dict[str, set[SqliteWatcher]] = {}
+
+    def attach(self, watcher: SqliteWatcher) -> None:
+        self.by_prefix.setdefault(watcher.prefix, set()).add(watcher)
+
+    def detach(self, watcher: SqliteWatcher) -> None:
+        group = self.by_prefix.get(watcher.prefix)
+        if group is not None:
+            group.discard(watcher)
+            if not group:
+                del self.by_prefix[watcher.prefix]
+
+    def publish(self, events: list[Event], revision: int) -> None:
+        self.published = max(self.published, revision)
+        if not events:
+            return
+        for prefix, group in list(self.by_prefix.items()):
+            matching = [e for e in events if e.kv.key.startswith(prefix)] if prefix else events
+            if matching:
+                for watcher in list(group):
+                    watcher.offer(matching)
+
+    def close_all(self) -> None:
+        for group in list(self.by_prefix.values()):
+            for watcher in list(group):
+                watcher.end(None)
+        self.by_prefix.clear()
+
+
+class SqliteWatcher:
+    """Events under a prefix after a revision: replay from the log, then live."""
+
+    def __init__(self, store: SqliteStore, prefix: str, after_revision: int) -> None:
+        self.prefix = prefix
+        self._store = store
+        self._cursor = after_revision
+        self._live = False
+        self._buffer: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._done = False
+
+    def __aiter__(self) -> SqliteWatcher:
+        return self
+
+    async def __anext__(self) -> list[Event]:
+        while not self._live:
+            self._raise_if_ended()
+            hub = self._store._hub
+            upto = hub.published
+            if self._cursor >= upto:
+                hub.attach(self)  # no await since reading `published`: no gap
+                self._live = True
+                break
+            events, covered = await self._store._read_pooled(
+                functools.partial(_history_snapshot, prefix=self.prefix, after=self._cursor, upto=upto)
+            )
+            self._cursor = covered
+            if events:
+                self._raise_if_ended()
+                return events
+        while not self._buffer:
+            self._raise_if_ended()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        n = min(len(self._buffer), _MAX_EVENTS_PER_BATCH)
+        return [self._buffer.popleft() for _ in range(n)]
+
+    def _raise_if_ended(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if self._done:
+            raise StopAsyncIteration
+
+    def offer(self, events: list[Event]) -> None:
+        """Called by the hub with committed events under our prefix."""
+        fresh = [e for e in events if e.kv.mod_revision > self._cursor]
+        if len(self._buffer) + len(fresh) > self._store.watch_buffer:
+            self.end(WatcherOverflowError(self.prefix, self._store.watch_buffer))
+            return
+        self._buffer.extend(fresh)
+        if fresh:
+            self._cursor = fresh[-1].kv.mod_revision
+        self._wake()
+
+    def end(self, error: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._error = error
+        if error is not None:
+            self._buffer.clear()
+        self._store._hub.detach(self)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def close(self) -> None:
+        self._error = None
+        self.end(None)
+        self._buffer.clear()
