@@ -1,0 +1,1 @@
+"""End-to-end acceptance suites of issue 2."""
