@@ -1,0 +1,402 @@
+"""The essential hand-written rules kube-apiserver enforces beyond schemas.
+
+Object metadata (names, generateName, label and annotation syntax) for
+every kind, and for the built-in kinds the rules users meet first (a Pod
+needs containers with a name and an image, a Deployment's selector must
+match its template, Service ports are in range, ConfigMap keys are valid).
+Messages follow kube-apiserver's wording. Called by ``api.validation``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from kubevisor.api.kinds import JSON, ResourceType
+from kubevisor.api.validation import (
+    DUPLICATE,
+    FORBIDDEN,
+    FieldError,
+    GoRepr,
+    invalid,
+    not_supported,
+    required,
+)
+
+_LABEL_FMT = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN_FMT = _LABEL_FMT + r"(\." + _LABEL_FMT + r")*"
+_DNS1035_FMT = r"[a-z]([-a-z0-9]*[a-z0-9])?"
+_QNAME_FMT = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE_FMT = r"(" + _QNAME_FMT + r")?"
+_CONFIG_KEY_FMT = r"[-._a-zA-Z0-9]+"
+
+_LABEL = re.compile(f"^{_LABEL_FMT}$")
+_SUBDOMAIN = re.compile(f"^{_SUBDOMAIN_FMT}$")
+_DNS1035 = re.compile(f"^{_DNS1035_FMT}$")
+_QNAME = re.compile(f"^{_QNAME_FMT}$")
+_LABEL_VALUE = re.compile(f"^{_LABEL_VALUE_FMT}$")
+_CONFIG_KEY = re.compile(f"^{_CONFIG_KEY_FMT}$")
+
+_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                  "characters, '-' or '.', and must start and end with an alphanumeric character "
+                  "(e.g. 'example.com', regex used for validation is '" + _SUBDOMAIN_FMT + "')")
+_LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
+              "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
+              "'123-abc', regex used for validation is '" + _LABEL_FMT + "')")
+_DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
+                "start with an alphabetic character, and end with an alphanumeric character "
+                "(e.g. 'my-name',  or 'abc-123', regex used for validation is '"
+                + _DNS1035_FMT + "')")
+_QNAME_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must "
+              "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+              "'123-abc', regex used for validation is '" + _QNAME_FMT + "')")
+_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, "
+                    "'-', '_' or '.', and must start and end with an alphanumeric character "
+                    "(e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '"
+                    + _LABEL_VALUE_FMT + "')")
+_CONFIG_KEY_MSG = ("a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
+                   "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation "
+                   "is '" + _CONFIG_KEY_FMT + "')")
+
+
+def dns1123_subdomain(value: str) -> list[str]:
+    """Problems of a DNS-1123 subdomain (most object names); empty if valid."""
+    out = []
+    if len(value) > 253:
+        out.append("must be no more than 253 characters")
+    if not _SUBDOMAIN.match(value):
+        out.append(_SUBDOMAIN_MSG)
+    return out
+
+
+def dns1123_label(value: str) -> list[str]:
+    """Problems of a DNS-1123 label (namespace, container names)."""
+    out = []
+    if len(value) > 63:
+        out.append("must be no more than 63 characters")
+    if not _LABEL.match(value):
+        out.append(_LABEL_MSG)
+    return out
+
+
+def dns1035_label(value: str) -> list[str]:
+    """Problems of a DNS-1035 label (Service names)."""
+    out = []
+    if len(value) > 63:
+        out.append("must be no more than 63 characters")
+    if not _DNS1035.match(value):
+        out.append(_DNS1035_MSG)
+    return out
+
+
+def path_segment_name(value: str) -> list[str]:
+    """Problems of a name usable as a URL path segment (RBAC objects)."""
+    if value in (".", ".."):
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
+def qualified_name(value: str) -> list[str]:
+    """Problems of a label/annotation key (``prefix/name``)."""
+    out: list[str] = []
+    prefix, slash, name = value.rpartition("/")
+    if slash and not prefix:
+        out.append("prefix part must be non-empty")
+    elif prefix:
+        out.extend("prefix part " + m for m in dns1123_subdomain(prefix))
+    if not name:
+        out.append("name part must be non-empty")
+    elif len(name) > 63:
+        out.append("name part must be no more than 63 characters")
+    if name and not _QNAME.match(name):
+        out.append(_QNAME_MSG)
+    return out
+
+
+def label_value(value: str) -> list[str]:
+    out = []
+    if len(value) > 63:
+        out.append("must be no more than 63 characters")
+    if not _LABEL_VALUE.match(value):
+        out.append(_LABEL_VALUE_MSG)
+    return out
+
+
+# Name rules per kind (default: DNS-1123 subdomain), as kube-apiserver.
+_NAME_RULES: dict[tuple[str, str], Callable[[str], list[str]]] = {
+    ("", "Namespace"): dns1123_label,
+    ("", "Service"): dns1035_label,
+    **{("rbac.authorization.k8s.io", k): path_segment_name
+       for k in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")},
+}
+
+_MAX_ANNOTATIONS = 256 * 1024
+
+
+def validate_metadata(rt: ResourceType, obj: JSON) -> list[FieldError]:
+    """ObjectMeta rules: name or generateName, name syntax, labels, annotations."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return [required("metadata.name", "name or generateName is required")]
+    errs: list[FieldError] = []
+    name = meta.get("name")
+    if not name:
+        if not meta.get("generateName"):
+            errs.append(required("metadata.name", "name or generateName is required"))
+    elif isinstance(name, str):
+        check = _NAME_RULES.get((rt.group, rt.kind), dns1123_subdomain)
+        errs.extend(invalid("metadata.name", name, msg) for msg in check(name))
+    labels = meta.get("labels")
+    if isinstance(labels, dict):
+        for key, value in labels.items():
+            errs.extend(invalid("metadata.labels", key, m) for m in qualified_name(key))
+            if isinstance(value, str):
+                errs.extend(invalid("metadata.labels", value, m) for m in label_value(value))
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict):
+        total = 0
+        for key, value in annotations.items():
+            errs.extend(invalid("metadata.annotations", key, m) for m in qualified_name(key.lower()))
+            total += len(key) + (len(value) if isinstance(value, str) else 0)
+        if total > _MAX_ANNOTATIONS:
+            errs.append(FieldError("FieldValueTooLong", "metadata.annotations", "",
+                                   f"must have at most {_MAX_ANNOTATIONS} bytes"))
+    return errs
+
+
+# ---------------------------------------------------------------------------
+# Built-in kinds
+
+_PROTOCOLS = ["SCTP", "TCP", "UDP"]
+_RESTART = ["Always", "OnFailure", "Never"]
+_DNS_POLICY = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
+_PULL = ["Always", "IfNotPresent", "Never"]
+_SERVICE_TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
+_SELECTOR_OPS = ["In", "NotIn", "Exists", "DoesNotExist"]
+
+
+def _port_range(path: str, value: Any) -> list[FieldError]:
+    if isinstance(value, int) and not 1 <= value <= 65535:
+        return [invalid(path, value, "must be between 1 and 65535, inclusive")]
+    return []
+
+
+def _containers(spec: JSON, path: str, field: str, names: set[str]) -> list[FieldError]:
+    errs: list[FieldError] = []
+    containers = spec.get(field)
+    if not isinstance(containers, list):
+        return errs
+    for i, c in enumerate(containers):
+        cpath = f"{path}.{field}[{i}]"
+        if not isinstance(c, dict):
+            continue
+        name = c.get("name")
+        if not name:
+            errs.append(required(cpath + ".name"))
+        elif isinstance(name, str):
+            errs.extend(invalid(cpath + ".name", name, m) for m in dns1123_label(name))
+            if name in names:
+                errs.append(FieldError(DUPLICATE, cpath + ".name", name))
+            names.add(name)
+        if not c.get("image"):
+            errs.append(required(cpath + ".image"))
+        pull = c.get("imagePullPolicy")
+        if pull and pull not in _PULL:
+            errs.append(not_supported(cpath + ".imagePullPolicy", pull, _PULL))
+        for j, port in enumerate(c.get("ports") or ()):
+            if not isinstance(port, dict):
+                continue
+            ppath = f"{cpath}.ports[{j}]"
+            errs.extend(_port_range(ppath + ".containerPort", port.get("containerPort")))
+            if port.get("hostPort"):
+                errs.extend(_port_range(ppath + ".hostPort", port.get("hostPort")))
+            proto = port.get("protocol")
+            if proto and proto not in _PROTOCOLS:
+                errs.append(not_supported(ppath + ".protocol", proto, _PROTOCOLS))
+    return errs
+
+
+def validate_pod_spec(spec: Any, path: str, *, restart: list[str] = _RESTART) -> list[FieldError]:
+    """A PodSpec (of a Pod or of a workload's template) at ``path``."""
+    if not isinstance(spec, dict):
+        return [required(path)]
+    errs: list[FieldError] = []
+    if not spec.get("containers"):
+        errs.append(required(path + ".containers"))
+    names: set[str] = set()
+    errs.extend(_containers(spec, path, "containers", names))
+    errs.extend(_containers(spec, path, "initContainers", names))
+    policy = spec.get("restartPolicy")
+    if policy and policy not in restart:
+        errs.append(not_supported(path + ".restartPolicy", policy, restart))
+    dns = spec.get("dnsPolicy")
+    if dns and dns not in _DNS_POLICY:
+        errs.append(not_supported(path + ".dnsPolicy", dns, _DNS_POLICY))
+    volumes: set[str] = set()
+    for i, vol in enumerate(spec.get("volumes") or ()):
+        vname = vol.get("name") if isinstance(vol, dict) else None
+        vpath = f"{path}.volumes[{i}].name"
+        if not vname:
+            errs.append(required(vpath))
+        elif isinstance(vname, str):
+            errs.extend(invalid(vpath, vname, m) for m in dns1123_label(vname))
+            if vname in volumes:
+                errs.append(FieldError(DUPLICATE, vpath, vname))
+            volumes.add(vname)
+    return errs
+
+
+def _go_labels(labels: Any) -> str:
+    items = ", ".join(f'"{k}":"{v}"' for k, v in sorted((labels or {}).items()))
+    return "map[string]string{" + items + "}"
+
+
+def selector_matches(selector: JSON, labels: dict[str, str]) -> bool:
+    """Whether a LabelSelector (matchLabels, matchExpressions) selects labels."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or ():
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def validate_label_selector(selector: JSON, path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for key, value in (selector.get("matchLabels") or {}).items():
+        errs.extend(invalid(f"{path}.matchLabels", key, m) for m in qualified_name(key))
+        if isinstance(value, str):
+            errs.extend(invalid(f"{path}.matchLabels", value, m) for m in label_value(value))
+    for i, expr in enumerate(selector.get("matchExpressions") or ()):
+        epath = f"{path}.matchExpressions[{i}]"
+        op = expr.get("operator")
+        if op not in _SELECTOR_OPS:
+            errs.append(not_supported(epath + ".operator", op, _SELECTOR_OPS))
+        elif op in ("In", "NotIn") and not expr.get("values"):
+            errs.append(required(epath + ".values",
+                                 "must be specified when `operator` is 'In' or 'NotIn'"))
+        elif op in ("Exists", "DoesNotExist") and expr.get("values"):
+            errs.append(FieldError(FORBIDDEN, epath + ".values", None,
+                                   "may not be specified when `operator` is 'Exists' or "
+                                   "'DoesNotExist'"))
+    return errs
+
+
+def _workload(obj: JSON, *, resource: str, replicas: bool) -> list[FieldError]:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return [required("spec")]
+    errs: list[FieldError] = []
+    count = spec.get("replicas")
+    if replicas and isinstance(count, int) and count < 0:
+        errs.append(invalid("spec.replicas", count, "must be greater than or equal to 0"))
+    selector = spec.get("selector")
+    template = spec.get("template")
+    if not isinstance(selector, dict):
+        errs.append(required("spec.selector"))
+    elif not selector.get("matchLabels") and not selector.get("matchExpressions"):
+        errs.append(invalid("spec.selector", selector,
+                            f"empty selector is invalid for {resource}"))
+    else:
+        errs.extend(validate_label_selector(selector, "spec.selector"))
+        labels = ((template or {}).get("metadata") or {}).get("labels") or {}
+        if isinstance(template, dict) and not selector_matches(selector, labels):
+            errs.append(FieldError("FieldValueInvalid", "spec.template.metadata.labels",
+                                   GoRepr(_go_labels(labels)),
+                                   "`selector` does not match template `labels`"))
+    if not isinstance(template, dict):
+        errs.append(required("spec.template"))
+    else:
+        errs.extend(validate_pod_spec(template.get("spec"), "spec.template.spec",
+                                      restart=["Always"]))
+    return errs
+
+
+def _service(obj: JSON) -> list[FieldError]:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return [required("spec")]
+    errs: list[FieldError] = []
+    typ = spec.get("type") or "ClusterIP"
+    if typ not in _SERVICE_TYPES:
+        errs.append(not_supported("spec.type", typ, _SERVICE_TYPES))
+    ports = spec.get("ports") or []
+    if not ports and typ != "ExternalName" and spec.get("clusterIP") != "None":
+        errs.append(required("spec.ports"))
+    if typ == "ExternalName" and not spec.get("externalName"):
+        errs.append(required("spec.externalName"))
+    names: set[str] = set()
+    for i, port in enumerate(ports):
+        if not isinstance(port, dict):
+            continue
+        ppath = f"spec.ports[{i}]"
+        pname = port.get("name")
+        if len(ports) > 1 and not pname:
+            errs.append(required(ppath + ".name"))
+        elif pname:
+            if pname in names:
+                errs.append(FieldError(DUPLICATE, ppath + ".name", pname))
+            names.add(pname)
+        errs.extend(_port_range(ppath + ".port", port.get("port")))
+        if isinstance(port.get("targetPort"), int) and port["targetPort"] != 0:
+            errs.extend(_port_range(ppath + ".targetPort", port["targetPort"]))
+        proto = port.get("protocol")
+        if proto and proto not in _PROTOCOLS:
+            errs.append(not_supported(ppath + ".protocol", proto, _PROTOCOLS))
+    return errs
+
+
+def _config_keys(obj: JSON) -> list[FieldError]:
+    errs: list[FieldError] = []
+    seen: set[str] = set()
+    for field in ("data", "binaryData", "stringData"):
+        values = obj.get(field)
+        if not isinstance(values, dict):
+            continue
+        for key in values:
+            path = f"{field}[{key}]"
+            if len(key) > 253:
+                errs.append(invalid(path, key, "must be no more than 253 characters"))
+            if not _CONFIG_KEY.match(key):
+                errs.append(invalid(path, key, _CONFIG_KEY_MSG))
+            if field != "stringData":
+                if key in seen:
+                    errs.append(invalid(path, key, "duplicate of key present in data"))
+                seen.add(key)
+    return errs
+
+
+_BUILTIN_RULES: dict[tuple[str, str], Callable[[JSON], list[FieldError]]] = {
+    ("", "Pod"): lambda o: validate_pod_spec(o.get("spec"), "spec"),
+    ("", "Service"): _service,
+    ("", "ConfigMap"): _config_keys,
+    ("", "Secret"): _config_keys,
+    ("apps", "Deployment"): lambda o: _workload(o, resource="deployment", replicas=True),
+    ("apps", "ReplicaSet"): lambda o: _workload(o, resource="replicaset", replicas=True),
+    ("apps", "StatefulSet"): lambda o: _workload(o, resource="statefulset", replicas=True),
+    ("apps", "DaemonSet"): lambda o: _workload(o, resource="daemonset", replicas=False),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): lambda o: _crd(o),
+}
+
+
+def _crd(obj: JSON) -> list[FieldError]:
+    from kubevisor.api import crd
+
+    return crd.validate_crd(obj)
+
+
+def validate_builtin(rt: ResourceType, obj: JSON) -> list[FieldError]:
+    """The kind's own rules (none for most kinds)."""
+    rule = _BUILTIN_RULES.get((rt.group, rt.kind))
+    if rule is None:
+        return []
+    return rule(obj)

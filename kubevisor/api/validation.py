@@ -1,0 +1,652 @@
+"""Schema validation of objects, with kube-apiserver's error shapes.
+
+A schema (an upstream component schema or a CRD's structural
+openAPIV3Schema) is compiled once into a tree of :class:`_Node` and cached;
+validating an object walks the object and that tree. Errors are
+:class:`FieldError` values whose ``type`` is the Kubernetes cause reason and
+whose text reads like kube-apiserver's (``spec.containers[0].image:
+Required value``). ``unknown_fields`` lists the fields strict field
+validation rejects. Built-in kinds additionally get the essential rules of
+``api.rules``. Called by the apiserver's admission on create and update.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from kubevisor.api import schemas
+from kubevisor.api.kinds import JSON, ResourceType
+
+# Cause reasons (metav1.CauseType) and their texts (field.ErrorType.String()).
+REQUIRED = "FieldValueRequired"
+INVALID = "FieldValueInvalid"
+TYPE_INVALID = "FieldValueTypeInvalid"
+NOT_SUPPORTED = "FieldValueNotSupported"
+DUPLICATE = "FieldValueDuplicate"
+FORBIDDEN = "FieldValueForbidden"
+TOO_LONG = "FieldValueTooLong"
+TOO_MANY = "FieldValueTooMany"
+NOT_FOUND = "FieldValueNotFound"
+
+_TEXT = {
+    REQUIRED: "Required value",
+    INVALID: "Invalid value",
+    TYPE_INVALID: "Invalid value",
+    NOT_SUPPORTED: "Unsupported value",
+    DUPLICATE: "Duplicate value",
+    FORBIDDEN: "Forbidden",
+    TOO_LONG: "Too long",
+    TOO_MANY: "Too many",
+    NOT_FOUND: "Not found",
+}
+_NO_VALUE = frozenset({REQUIRED, FORBIDDEN, TOO_LONG})
+
+
+class GoRepr(str):
+    """A bad value already in Go's %#v form (printed as is, not quoted)."""
+
+
+def go_value(value: Any) -> str:
+    """A value as Go's field errors print it (%q for strings, %v for scalars)."""
+    if isinstance(value, GoRepr):
+        return str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return orjson.dumps(value).decode()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One invalid field: ``type`` is the cause reason (FieldValueInvalid…),
+    ``field`` the path (``spec.containers[0].image``)."""
+
+    type: str
+    field: str
+    value: Any = None
+    detail: str = ""
+
+    def body(self) -> str:
+        """The message without the field (a Status cause's ``message``)."""
+        text = _TEXT.get(self.type, "Invalid value")
+        out = text if self.type in _NO_VALUE else f"{text}: {go_value(self.value)}"
+        return f"{out}: {self.detail}" if self.detail else out
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.body()}" if self.field else self.body()
+
+
+def required(path: str, detail: str = "") -> FieldError:
+    return FieldError(REQUIRED, path, "", detail)
+
+
+def invalid(path: str, value: Any, detail: str) -> FieldError:
+    return FieldError(INVALID, path, value, detail)
+
+
+def not_supported(path: str, value: Any, allowed: list[Any]) -> FieldError:
+    detail = "supported values: " + ", ".join(go_value(v) for v in allowed)
+    return FieldError(NOT_SUPPORTED, path, value, detail)
+
+
+def too_long(path: str, value: Any, max_length: int) -> FieldError:
+    unit = "byte" if max_length == 1 else "bytes"
+    return FieldError(TOO_LONG, path, value, f"may not be more than {max_length} {unit}")
+
+
+def invalid_message(qualified_kind: str, name: str, errors: list[FieldError]) -> str:
+    """kube-apiserver's 422 message: ``Pod "x" is invalid: [a, b]`` (no
+    brackets for one error). ``qualified_kind`` is e.g. ``Deployment.apps``."""
+    parts = [str(e) for e in errors]
+    joined = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+    return f'{qualified_kind} "{name}" is invalid: {joined}'
+
+
+# ---------------------------------------------------------------------------
+# Formats (kube-openapi's strfmt registry, the ones CRDs use)
+
+_UUID = re.compile(r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
+_HOSTNAME = re.compile(
+    r"^([a-zA-Z0-9\p{S}\p{L}]((-?[a-zA-Z0-9\p{S}\p{L}]{0,62})?)|"
+    r"([a-zA-Z0-9\p{S}\p{L}](([a-zA-Z0-9-\p{S}\p{L}]{0,61}[a-zA-Z0-9\p{S}\p{L}])?)(\.)){1,}"
+    r"([a-zA-Z\p{L}]){2,63})$".replace(r"\p{S}", "").replace(r"\p{L}", "")
+)
+_MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}([0-9A-Fa-f]{2})$|^([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h|d|w))+$")
+
+
+def _is_datetime(s: str) -> bool:
+    try:
+        datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return "T" in s or "t" in s or " " in s
+
+
+def _is_date(s: str) -> bool:
+    try:
+        date.fromisoformat(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ip(s: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(s).version == version
+    except ValueError:
+        return False
+
+
+def _is_cidr(s: str) -> bool:
+    try:
+        ipaddress.ip_network(s, strict=False)
+    except ValueError:
+        return False
+    return "/" in s
+
+
+def _is_byte(s: str) -> bool:
+    try:
+        base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+_FORMATS: dict[str, Callable[[str], bool]] = {
+    "date-time": _is_datetime,
+    "datetime": _is_datetime,
+    "date": _is_date,
+    "uuid": lambda s: bool(_UUID.match(s)),
+    "ipv4": lambda s: _is_ip(s, 4),
+    "ipv6": lambda s: _is_ip(s, 6),
+    "cidr": _is_cidr,
+    "mac": lambda s: bool(_MAC.match(s)),
+    "hostname": lambda s: len(s) <= 255 and bool(_HOSTNAME.match(s)),
+    "email": lambda s: bool(_EMAIL.match(s)),
+    "byte": _is_byte,
+    "duration": lambda s: bool(_DURATION.match(s)),
+}
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _type_ok(expected: str, value: Any) -> bool:
+    if expected == "string":
+        return isinstance(value, str)
+    if expected == "object":
+        return isinstance(value, dict)
+    if expected == "array":
+        return isinstance(value, list)
+    if expected == "boolean":
+        return isinstance(value, bool)
+    if expected == "integer":
+        if isinstance(value, bool):
+            return False
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if expected == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return True
+
+
+# ---------------------------------------------------------------------------
+# The compiled schema tree
+
+
+class _Node:
+    """One compiled schema node; ``check`` appends errors for a value."""
+
+    __slots__ = (
+        "additional", "all_of", "any_of", "builtin", "embedded", "enum", "fmt", "fmt_name",
+        "int_or_string", "items", "max_items", "max_length", "max_props", "maximum", "min_items",
+        "min_length", "min_props", "minimum", "multiple_of", "not_", "nullable", "one_of",
+        "pattern", "pattern_src", "preserve", "props", "quantity", "required", "type", "unique",
+        "x_max", "x_min",
+    )
+
+    def __init__(self) -> None:
+        self.type: str | None = None
+        self.nullable = False
+        self.props: dict[str, _Node] | None = None
+        self.required: tuple[str, ...] = ()
+        self.items: _Node | None = None
+        self.additional: _Node | bool | None = None
+        self.enum: list[Any] | None = None
+        self.fmt: Callable[[str], bool] | None = None
+        self.fmt_name = ""
+        self.int_or_string = False
+        self.quantity = False
+        self.preserve = False
+        self.embedded = False
+        self.builtin = False
+        self.min_length = self.max_length = self.min_items = self.max_items = None
+        self.min_props = self.max_props = None
+        self.minimum: float | None = None
+        self.maximum: float | None = None
+        self.x_min = self.x_max = False
+        self.multiple_of: float | None = None
+        self.pattern: re.Pattern[str] | None = None
+        self.pattern_src = ""
+        self.unique = False
+        self.all_of: list[_Node] = []
+        self.any_of: list[_Node] = []
+        self.one_of: list[_Node] = []
+        self.not_: _Node | None = None
+
+
+# Keywords that describe but do not constrain: a ref with only these beside it
+# is the referenced schema itself.
+_DESCRIPTIVE = frozenset({
+    "$ref", "allOf", "description", "default", "example", "title", "externalDocs",
+    "x-kubernetes-patch-strategy", "x-kubernetes-patch-merge-key", "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys", "x-kubernetes-map-type",
+})
+
+
+def _only_ref(schema: JSON) -> str | None:
+    ref = schema.get("$ref")
+    if ref is None:
+        all_of = schema.get("allOf")
+        if all_of and len(all_of) == 1 and set(all_of[0]) == {"$ref"}:
+            ref = all_of[0]["$ref"]
+    if ref is None or not _DESCRIPTIVE.issuperset(schema):
+        return None
+    return ref
+
+
+class _Compiler:
+    """Turns schema dicts into _Node trees; named components compile once."""
+
+    def __init__(self, *, builtin: bool) -> None:
+        self.builtin = builtin
+        self.named: dict[str, _Node] = {}
+
+    def named_node(self, name: str) -> _Node:
+        node = self.named.get(name)
+        if node is None:
+            node = _Node()
+            self.named[name] = node  # placed first: recursive schemas refer to it
+            self.fill(node, schemas.component(name))
+        return node
+
+    def compile(self, schema: JSON) -> _Node:
+        ref = _only_ref(schema)
+        if ref is not None:
+            return self.named_node(schemas.ref_name(ref))
+        node = _Node()
+        self.fill(node, schema)
+        return node
+
+    def fill(self, node: _Node, schema: JSON) -> None:
+        ref = schema.get("$ref")
+        if ref is not None:
+            self._merge_ref(node, ref)
+        all_of = schema.get("allOf") or ()
+        if len(all_of) == 1 and set(all_of[0]) == {"$ref"}:
+            self._merge_ref(node, all_of[0]["$ref"])
+        else:
+            node.all_of = [self.compile(s) for s in all_of]
+        typ = schema.get("type")
+        if isinstance(typ, str):
+            node.type = typ
+        node.nullable = bool(schema.get("nullable")) or self.builtin
+        fmt = schema.get("format")
+        if fmt == "int-or-string" or schema.get("x-kubernetes-int-or-string"):
+            node.int_or_string = True
+            node.type = None
+        elif isinstance(fmt, str) and fmt in _FORMATS:
+            node.fmt = _FORMATS[fmt]
+            node.fmt_name = fmt
+        one_of = schema.get("oneOf")
+        if one_of and {s.get("type") for s in one_of} == {"string", "number"}:
+            node.quantity = True
+        elif one_of and {s.get("type") for s in one_of} == {"string", "integer"}:
+            node.int_or_string = True
+        elif one_of:
+            node.one_of = [self.compile(s) for s in one_of]
+        if schema.get("anyOf") and not node.int_or_string:
+            node.any_of = [self.compile(s) for s in schema["anyOf"]]
+        if "not" in schema:
+            node.not_ = self.compile(schema["not"])
+        props = schema.get("properties")
+        if props:
+            node.props = {k: self.compile(v) for k, v in props.items()}
+        if schema.get("required"):
+            node.required = tuple(schema["required"])
+        if "items" in schema and isinstance(schema["items"], dict):
+            node.items = self.compile(schema["items"])
+        add = schema.get("additionalProperties")
+        if isinstance(add, dict):
+            node.additional = self.compile(add)
+        elif isinstance(add, bool):
+            node.additional = add
+        if "enum" in schema:
+            node.enum = list(schema["enum"])
+        node.preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+        node.embedded = bool(schema.get("x-kubernetes-embedded-resource"))
+        node.builtin = self.builtin
+        for attr, key in (("min_length", "minLength"), ("max_length", "maxLength"),
+                          ("min_items", "minItems"), ("max_items", "maxItems"),
+                          ("min_props", "minProperties"), ("max_props", "maxProperties"),
+                          ("minimum", "minimum"), ("maximum", "maximum"),
+                          ("multiple_of", "multipleOf")):
+            if key in schema:
+                setattr(node, attr, schema[key])
+        node.x_min = bool(schema.get("exclusiveMinimum"))
+        node.x_max = bool(schema.get("exclusiveMaximum"))
+        if schema.get("pattern"):
+            node.pattern_src = schema["pattern"]
+            try:
+                node.pattern = re.compile(node.pattern_src)
+            except re.error:
+                node.pattern = None
+        node.unique = bool(schema.get("uniqueItems"))
+
+    def _merge_ref(self, node: _Node, ref: str) -> None:
+        target = self.named_node(schemas.ref_name(ref))
+        if target is node:
+            return
+        # A ref with siblings: the siblings only describe, so share the target's checks.
+        node.all_of = [target, *node.all_of]
+
+
+def _in_body(path: str) -> str:
+    return f"{path or 'body'} in body"
+
+
+def _check(node: _Node, value: Any, path: str, errs: list[FieldError]) -> None:
+    if value is None:
+        if not node.nullable:
+            errs.append(FieldError(TYPE_INVALID, path, "null",
+                                   f"{_in_body(path)} must be of type {node.type or 'object'}: \"null\""))
+        return
+    for sub in node.all_of:
+        _check(sub, value, path, errs)
+    typ = node.type
+    if node.int_or_string:
+        if not (isinstance(value, str) or _type_ok("integer", value)):
+            errs.append(FieldError(TYPE_INVALID, path, _json_type(value),
+                                   f"{_in_body(path)} must be of type integer,string: "
+                                   f"{go_value(_json_type(value))}"))
+            return
+    elif node.quantity:
+        if isinstance(value, str):
+            if not _QUANTITY.match(value):
+                errs.append(invalid(path, value, "quantities must match the regular expression "
+                                    "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
+        elif not _type_ok("number", value):
+            errs.append(FieldError(TYPE_INVALID, path, _json_type(value),
+                                   f"{_in_body(path)} must be of type string,number: "
+                                   f"{go_value(_json_type(value))}"))
+        return
+    elif typ is not None and not _type_ok(typ, value):
+        actual = _json_type(value)
+        errs.append(FieldError(TYPE_INVALID, path, actual,
+                               f"{_in_body(path)} must be of type {typ}: {go_value(actual)}"))
+        return
+    if node.enum is not None and value not in node.enum:
+        errs.append(not_supported(path, value, node.enum))
+    if isinstance(value, dict):
+        _check_object(node, value, path, errs)
+    elif isinstance(value, list):
+        _check_array(node, value, path, errs)
+    elif isinstance(value, str):
+        _check_string(node, value, path, errs)
+    elif not isinstance(value, bool):
+        _check_number(node, value, path, errs)
+    if node.any_of or node.one_of or node.not_ is not None:
+        _check_combinators(node, value, path, errs)
+
+
+def _check_object(node: _Node, value: JSON, path: str, errs: list[FieldError]) -> None:
+    prefix = path + "." if path else ""
+    for name in node.required:
+        if name not in value or (node.builtin and value[name] is None):
+            errs.append(required(prefix + name))
+    props = node.props
+    if props is not None:
+        for key, sub in value.items():
+            child = props.get(key)
+            if child is not None:
+                _check(child, sub, prefix + key, errs)
+            elif isinstance(node.additional, _Node):
+                _check(node.additional, sub, prefix + key, errs)
+    elif isinstance(node.additional, _Node):
+        add = node.additional
+        for key, sub in value.items():
+            _check(add, sub, prefix + key, errs)
+    if node.embedded:
+        for key in ("apiVersion", "kind"):
+            if not value.get(key):
+                errs.append(required(prefix + key, "must not be empty"))
+    n = len(value)
+    if node.max_props is not None and n > node.max_props:
+        errs.append(FieldError(TOO_MANY, path, n, f"must have at most {node.max_props} items"))
+    if node.min_props is not None and n < node.min_props:
+        errs.append(invalid(path, n, f"{_in_body(path)} should have at least "
+                                     f"{node.min_props} properties"))
+
+
+def _check_array(node: _Node, value: list[Any], path: str, errs: list[FieldError]) -> None:
+    items = node.items
+    if items is not None:
+        for i, item in enumerate(value):
+            _check(items, item, f"{path}[{i}]", errs)
+    n = len(value)
+    if node.max_items is not None and n > node.max_items:
+        errs.append(FieldError(TOO_MANY, path, n, f"must have at most {node.max_items} items"))
+    if node.min_items is not None and n < node.min_items:
+        errs.append(invalid(path, n, f"{_in_body(path)} should have at least "
+                                     f"{node.min_items} items"))
+    if node.unique:
+        seen: set[bytes] = set()
+        for item in value:
+            key = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+            if key in seen:
+                errs.append(FieldError(DUPLICATE, path, item, ""))
+                break
+            seen.add(key)
+
+
+def _check_string(node: _Node, value: str, path: str, errs: list[FieldError]) -> None:
+    if node.max_length is not None and len(value) > node.max_length:
+        errs.append(too_long(path, value, node.max_length))
+    if node.min_length is not None and len(value) < node.min_length:
+        errs.append(invalid(path, value, f"{_in_body(path)} should be at least "
+                                         f"{node.min_length} chars long"))
+    if node.pattern is not None and not node.pattern.search(value):
+        errs.append(invalid(path, value, f"{_in_body(path)} should match '{node.pattern_src}'"))
+    if node.fmt is not None and not node.fmt(value):
+        errs.append(invalid(path, value, f"{_in_body(path)} must be of type {node.fmt_name}: "
+                                         f"{go_value(value)}"))
+
+
+def _num(v: float) -> str:
+    return go_value(float(v)) if isinstance(v, float) else str(v)
+
+
+def _check_number(node: _Node, value: float, path: str, errs: list[FieldError]) -> None:
+    if node.minimum is not None:
+        if node.x_min and value <= node.minimum:
+            errs.append(invalid(path, value, f"{_in_body(path)} should be greater than "
+                                             f"{_num(node.minimum)}"))
+        elif value < node.minimum:
+            errs.append(invalid(path, value, f"{_in_body(path)} should be greater than or "
+                                             f"equal to {_num(node.minimum)}"))
+    if node.maximum is not None:
+        if node.x_max and value >= node.maximum:
+            errs.append(invalid(path, value, f"{_in_body(path)} should be less than "
+                                             f"{_num(node.maximum)}"))
+        elif value > node.maximum:
+            errs.append(invalid(path, value, f"{_in_body(path)} should be less than or "
+                                             f"equal to {_num(node.maximum)}"))
+    if node.multiple_of and not math.isclose(value / node.multiple_of,
+                                             round(value / node.multiple_of)):
+        errs.append(invalid(path, value, f"{_in_body(path)} should be a multiple of "
+                                         f"{_num(node.multiple_of)}"))
+
+
+def _check_combinators(node: _Node, value: Any, path: str, errs: list[FieldError]) -> None:
+    def passes(sub: _Node) -> bool:
+        trial: list[FieldError] = []
+        _check(sub, value, path, trial)
+        return not trial
+
+    if node.any_of and not any(passes(s) for s in node.any_of):
+        errs.append(invalid(path, value, f'"{path}" must validate at least one schema (anyOf)'))
+    if node.one_of:
+        count = sum(1 for s in node.one_of if passes(s))
+        if count != 1:
+            errs.append(invalid(path, value, f'"{path}" must validate one and only one schema '
+                                             "(oneOf)"))
+    if node.not_ is not None and passes(node.not_):
+        errs.append(invalid(path, value, f'"{path}" must not validate the schema (not)'))
+
+
+# ---------------------------------------------------------------------------
+# Public entry points
+
+_BUILTIN = _Compiler(builtin=True)
+_CACHE: dict[tuple[int, bool], tuple[JSON, _Node]] = {}
+_CACHE_MAX = 1024
+
+
+def _compiled(schema: JSON, *, builtin: bool) -> _Node:
+    key = (id(schema), builtin)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    node = (_BUILTIN if builtin else _Compiler(builtin=False)).compile(schema)
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (schema, node)  # keeps schema alive, so its id stays unique
+    return node
+
+
+def validate_schema(schema: JSON, obj: Any, *, builtin: bool = False, path: str = "") -> list[FieldError]:
+    """Errors of ``obj`` against ``schema``. ``builtin=True`` treats null as
+    the zero value everywhere (Go decoding of built-in kinds); otherwise null
+    is only allowed where ``nullable: true`` (custom resources)."""
+    errs: list[FieldError] = []
+    _check(_compiled(schema, builtin=builtin), obj, path, errs)
+    return errs
+
+
+def validate(rt: ResourceType, obj: JSON) -> list[FieldError]:
+    """Everything kube-apiserver checks on create/update for this kind:
+    metadata rules, the schema, and for built-ins their essential rules."""
+    from kubevisor.api import rules
+
+    errs = rules.validate_metadata(rt, obj)
+    if rt.custom:
+        errs.extend(_validate_custom(rt, obj))
+    else:
+        errs.extend(validate_schema(schemas.schema_of(rt), obj, builtin=True))
+        errs.extend(rules.validate_builtin(rt, obj))
+    return errs
+
+
+def _validate_custom(rt: ResourceType, obj: JSON) -> list[FieldError]:
+    schema = schemas.schema_of(rt)
+    node = _compiled(schema, builtin=False)
+    errs: list[FieldError] = []
+    if node.props is None:
+        _check(node, obj, "", errs)
+        return errs
+    # metadata is checked by the metadata rules, not the CRD schema (as upstream).
+    body = {k: v for k, v in obj.items() if k != "metadata"}
+    _check(node, body, "", errs)
+    return errs
+
+
+def unknown_fields(schema: JSON, obj: Any, *, builtin: bool = True, path: str = "") -> list[str]:
+    """Paths of fields the schema does not declare (``spec.foo``,
+    ``spec.containers[0].bogus``), as strict field validation reports them.
+    ``x-kubernetes-preserve-unknown-fields`` accepts anything below it; an
+    object schema without properties accepts anything for built-ins (free
+    form, e.g. RawExtension) and nothing for custom resources (pruned)."""
+    out: list[str] = []
+    _unknown(_compiled(schema, builtin=builtin), obj, path, out)
+    return out
+
+
+def unknown_fields_of(rt: ResourceType, obj: JSON) -> list[str]:
+    """``unknown_fields`` for a whole object of a kind; for custom resources
+    apiVersion, kind and metadata (checked as ObjectMeta) are always known."""
+    if not rt.custom:
+        return unknown_fields(schemas.schema_of(rt), obj)
+    out: list[str] = []
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    _unknown(_compiled(schemas.schema_of(rt), builtin=False), body, "", out)
+    if isinstance(obj.get("metadata"), dict):
+        out.extend(unknown_fields(schemas.component(schemas.OBJECT_META), obj["metadata"],
+                                  path="metadata"))
+    return out
+
+
+def _unknown(node: _Node, value: Any, path: str, out: list[str]) -> None:
+    if node.preserve or node.int_or_string or node.quantity:
+        return
+    for sub in node.all_of:
+        _unknown(sub, value, path, out)
+        if node.props is None and node.items is None:
+            return
+    if isinstance(value, dict):
+        if node.embedded and node.props is None:
+            return
+        prefix = path + "." if path else ""
+        props = node.props
+        additional = node.additional
+        if props is None and additional is None:
+            if not node.builtin and not node.all_of and node.type == "object":
+                out.extend(prefix + key for key in value)
+            return
+        for key, sub_value in value.items():
+            child = props.get(key) if props is not None else None
+            if child is not None:
+                _unknown(child, sub_value, prefix + key, out)
+            elif isinstance(additional, _Node):
+                _unknown(additional, sub_value, prefix + key, out)
+            elif additional is not True and not (node.embedded and key in _EMBEDDED_KEYS):
+                out.append(prefix + key)
+    elif isinstance(value, list) and node.items is not None:
+        for i, item in enumerate(value):
+            _unknown(node.items, item, f"{path}[{i}]", out)
+
+
+_EMBEDDED_KEYS = frozenset({"apiVersion", "kind", "metadata"})
