@@ -1,0 +1,52 @@
+"""``kubevisor bench ...``: benchmarks that print JSON.
+
+``bench api`` measures the API server (:mod:`kubevisor.cli.benchapi`) and
+prints the report on stdout (and to ``--output`` if given). Called by
+:mod:`kubevisor.cli.main`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+bench_app = typer.Typer(help="Benchmarks (print JSON).", no_args_is_help=True)
+
+
+@bench_app.command("api")
+def api(
+    server: Annotated[str | None, typer.Option(help="URL of a running server (default: start one).")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="Credentials for --server.")] = None,
+    procs: Annotated[int, typer.Option(help="Load generator processes.")] = 2,
+    conns: Annotated[int, typer.Option(help="Concurrent clients (keep-alive connections).")] = 16,
+    pods: Annotated[int, typer.Option(help="Pods created (and listed).")] = 10_000,
+    gets: Annotated[int, typer.Option(help="GETs issued.")] = 20_000,
+    rate: Annotated[float, typer.Option(help="Mutating calls per second in the fixed-rate phase.")] = 1000.0,
+    rate_seconds: Annotated[float, typer.Option(help="Length of the fixed-rate phase.")] = 5.0,
+    watchers: Annotated[int, typer.Option(help="Concurrent watch streams.")] = 100,
+    watch_events: Annotated[int, typer.Option(help="Writes delivered to the watchers.")] = 200,
+    watch_rate: Annotated[float, typer.Option(help="Writes per second during the watch phase.")] = 50.0,
+    store_puts: Annotated[int, typer.Option(help="Writes in the raw store phase.")] = 5_000,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+) -> None:
+    """Measure creates/s, gets/s, mutating latency at a fixed rate, list and
+    watch latency over HTTPS, and the raw store's puts/s in the same run."""
+    from kubevisor.apiserver.server import run_until_signalled
+    from kubevisor.cli.benchapi import BenchOptions, run_bench
+
+    if server and kubeconfig is None:
+        typer.echo("error: --server needs --kubeconfig", err=True)
+        raise typer.Exit(1)
+    options = BenchOptions(
+        server=server, kubeconfig=kubeconfig, procs=procs, conns=conns, pods=pods, gets=gets,
+        rate=rate, rate_seconds=rate_seconds, watchers=watchers, watch_events=watch_events,
+        watch_rate=watch_rate, store_puts=store_puts,
+    )
+    report = run_until_signalled(lambda _stop: run_bench(options))
+    text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
+    if output is not None:
+        output.write_text(text + "\n")
+    typer.echo(text)

@@ -1,0 +1,109 @@
+"""The ``kubevisor`` command (console script ``kubevisor.cli.main:main``).
+
+Parses arguments with typer and hands over to one module per sub-command:
+``up`` (:mod:`kubevisor.cli.up`), ``bench`` (:mod:`kubevisor.cli.bench`) and
+``version`` (here). Errors a user can fix are printed as one line on stderr
+with exit status 1, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kubevisor.cli.bench import bench_app
+
+app = typer.Typer(
+    name="kubevisor",
+    help="VMs and pods on a pool of Linux hosts, driven by plain kubectl.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(bench_app, name="bench")
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("uvicorn.error").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="State, credentials and kubeconfig live here.")
+    ] = Path(".kubevisor"),
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT of the API server (HTTPS).")
+    ] = "127.0.0.1:6443",
+    store: Annotated[
+        str, typer.Option("--store", help="sqlite, or etcd://HOST:PORT[,HOST:PORT...]")
+    ] = "sqlite",
+    no_node: Annotated[
+        bool, typer.Option("--no-node", help="Do not run a node agent on this host.")
+    ] = False,
+    san: Annotated[
+        list[str] | None,
+        typer.Option("--san", help="Extra name or IP for the serving certificate (repeatable)."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the control plane in the foreground until SIGINT/SIGTERM."""
+    from kubevisor.apiserver.server import ServeError
+    from kubevisor.cli.up import UpOptions, parse_listen, run_up
+    from kubevisor.store.errors import StoreError
+
+    _configure_logging(verbose)
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    options = UpOptions(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        store_url=store,
+        node=not no_node,
+        extra_sans=tuple(san or ()),
+    )
+    try:
+        code = run_up(options)
+    except (ServeError, StoreError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    raise typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print the kubevisor version and the Kubernetes version the API speaks."""
+    from kubevisor.apiserver.config import ServerConfig
+
+    try:
+        mine = package_version("kubevisor")
+    except PackageNotFoundError:
+        mine = "unknown"
+    api = ServerConfig.__dataclass_fields__["git_version"].default
+    typer.echo(f"kubevisor {mine} (Kubernetes API {api})")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

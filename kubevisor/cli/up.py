@@ -1,0 +1,123 @@
+"""``kubevisor up``: one control plane in the foreground.
+
+Called by :mod:`kubevisor.cli.main`. Opens the store, builds the apiserver
+configuration from the built-in kinds, serves it over TLS with the
+credentials in ``<data-dir>/pki`` (created on first start), writes
+``<data-dir>/kubeconfig``, starts the controller manager in the same process
+(it talks to the API over HTTPS like any client), and runs until SIGINT or
+SIGTERM, then stops the controllers, the server and the store, in that
+order, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubevisor.apiserver.config import ServerConfig
+from kubevisor.apiserver.server import ServedURL, run_until_signalled, serve
+
+log = logging.getLogger("kubevisor")
+CONTROLLERS_STOP_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpOptions:
+    data_dir: Path
+    host: str
+    port: int
+    store_url: str = "sqlite"
+    node: bool = True
+    extra_sans: tuple[str, ...] = ()
+    on_ready: Callable[[ServedURL], None] | None = field(default=None, compare=False)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (all interfaces) -> (host, port)."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"--listen must be HOST:PORT, got {listen!r}")
+    host = host.removeprefix("[").removesuffix("]") or "0.0.0.0"
+    return host, int(port_text)
+
+
+def run_up(options: UpOptions) -> int:
+    """Run the control plane until signalled; the process exit status."""
+    return int(run_until_signalled(lambda stop: _up(options, stop)))
+
+
+async def _up(options: UpOptions, stop: asyncio.Event) -> int:
+    from kubevisor.api.builtin import builtin_registry
+    from kubevisor.store import open_store
+
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(options.store_url, data_dir=options.data_dir)
+    await store.start()
+    config = ServerConfig(store=store, registry=builtin_registry())
+    try:
+        async with serve(
+            config,
+            options.host,
+            options.port,
+            data_dir=options.data_dir,
+            extra_sans=options.extra_sans,
+        ) as url:
+            kubeconfig = url.kubeconfig.resolve()
+            if options.on_ready is not None:
+                options.on_ready(url)
+            log.info(
+                "kubevisor ready at %s (store %s); kubeconfig %s — export KUBECONFIG=%s",
+                url, options.store_url, kubeconfig, kubeconfig,
+            )
+            if options.node:
+                log.info("no node agent started: the node agent comes with a later issue")
+            async with _controllers(kubeconfig):
+                await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await store.close()
+    log.info("kubevisor stopped")
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _controllers(kubeconfig: Path) -> AsyncIterator[None]:
+    """Run the controller manager, if this build has one, for the duration;
+    if it fails meanwhile, the failure is logged and the server keeps serving."""
+    runner = _controller_runner()
+    if runner is None:
+        log.info("no controller manager in this build")
+        yield
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner(kubeconfig, stop), name="controllers")
+    task.add_done_callback(_log_failure)
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, CONTROLLERS_STOP_SECONDS)
+        except TimeoutError:
+            log.warning("controllers did not stop within %ss; cancelled", CONTROLLERS_STOP_SECONDS)
+        except Exception:
+            pass  # already logged by _log_failure
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("controller manager failed", exc_info=task.exception())
+
+
+def _controller_runner() -> Callable[[Path, asyncio.Event], Awaitable[None]] | None:
+    if importlib.util.find_spec("kubevisor.controllers.manager") is None:
+        return None
+    from kubevisor.controllers import manager
+
+    runner = getattr(manager, "run_controllers", None)
+    return runner if callable(runner) else None
