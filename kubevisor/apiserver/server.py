@@ -10,8 +10,8 @@ the first signal asks for a clean stop, a second one kills the process.
 Shutdown order: stop accepting connections, close idle keep-alive
 connections, let in-flight requests finish, then close the store, which ends
 every store watcher and so every open watch stream; uvicorn then waits for
-the remaining connections (at most ``GRACE_SECONDS``) and runs the app's
-lifespan shutdown.
+the remaining connections (at most ``GRACE_SECONDS``; idle TLS connections
+are aborted once no handler runs) and runs the app's lifespan shutdown.
 """
 
 from __future__ import annotations
@@ -210,6 +210,17 @@ async def _stop(server: _Server, task: asyncio.Task[None], config: ServerConfig 
         await asyncio.sleep(0.2)
         with contextlib.suppress(Exception):
             await config.store.close()
+    # When every request handler is done, the connections left are idle ones
+    # whose TLS shutdown waits on the client's close_notify (uvloop waits up
+    # to 30 s); abort them rather than hold the shutdown.
+    for _ in range(GRACE_SECONDS * 20):
+        if task.done() or not server.server_state.tasks:
+            break
+        await asyncio.sleep(0.05)
+    for connection in list(server.server_state.connections):
+        transport = getattr(connection, "transport", None)
+        if transport is not None:
+            transport.abort()
     try:
         await task
     except ServeError:
@@ -242,7 +253,8 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[Any]]) -> Any:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
-    return asyncio.run(runner(), loop_factory=_loop_factory())
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner_:
+        return runner_.run(runner())
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import uvloop
+
 from kubevisor.cli.loadgen.jobs import main
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - uvloop is a pinned dependency
-    asyncio.run(main())
-else:
-    asyncio.run(main(), loop_factory=uvloop.new_event_loop)
+with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    runner.run(main())
