@@ -1,0 +1,38 @@
+"""Patch and apply for the apiserver: pure functions on JSON-shaped dicts.
+
+The apiserver's PATCH/PUT/POST handlers call these; nothing here does I/O.
+
+- :func:`json_patch` — RFC 6902 (``application/json-patch+json``)
+- :func:`merge_patch` — RFC 7386 (``application/merge-patch+json``)
+- :func:`strategic_merge_patch` — ``application/strategic-merge-patch+json``
+  (built-in kinds only: custom resources get 415 from the apiserver)
+- :func:`apply` — server-side apply (``application/apply-patch+yaml``)
+- :func:`update_managed_fields` — managedFields for create/update/patch
+
+Schemas are passed as plain data (root ``schema`` and ``defs``), see
+:mod:`.schema_walk`. Errors are in :mod:`.errors`, each renders the Status
+kube-apiserver would send.
+"""
+
+from kubevisor.apiserver.patch.errors import (
+    BadPatchError,
+    Conflict,
+    ConflictError,
+    InvalidApplyError,
+    PatchError,
+    PatchNotApplicableError,
+    TooManyOperationsError,
+)
+from kubevisor.apiserver.patch.json_patch import json_patch, merge_patch
+
+__all__ = [
+    "BadPatchError",
+    "Conflict",
+    "ConflictError",
+    "InvalidApplyError",
+    "PatchError",
+    "PatchNotApplicableError",
+    "TooManyOperationsError",
+    "json_patch",
+    "merge_patch",
+]
