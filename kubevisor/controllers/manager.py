@@ -1,0 +1,42 @@
+"""Runs every controller of the control plane against one API server.
+
+:func:`run_controllers` is what ``kubevisor up`` calls (in the same process
+as the apiserver, or in another: controllers only speak the API). It
+connects with the given kubeconfig, starts the namespace lifecycle
+controller and the garbage collector, and stops them when ``stop`` is set.
+Controllers retry on their own while the apiserver is not reachable yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from kubevisor.client import Client
+from kubevisor.controllers.gc import GarbageCollector
+from kubevisor.controllers.namespace import NamespaceController
+
+
+async def run_controllers(kubeconfig: Path, stop: asyncio.Event) -> None:
+    """Run all controllers until ``stop`` is set."""
+    async with Client.from_kubeconfig(kubeconfig) as client:
+        await run_controllers_with(client, stop)
+
+
+async def run_controllers_with(client: Client, stop: asyncio.Event) -> None:
+    """As :func:`run_controllers`, on a client the caller owns (tests)."""
+    controllers = [NamespaceController(client), GarbageCollector(client)]
+    tasks = [asyncio.create_task(c.run(), name=type(c).__name__) for c in controllers]
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper:
+                raise RuntimeError(f"controller {task.get_name()} stopped") from task.exception()
+    finally:
+        for task in [stopper, *tasks]:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
