@@ -20,6 +20,7 @@ bench_app = typer.Typer(help="Benchmarks (print JSON).", no_args_is_help=True)
 def api(
     server: Annotated[str | None, typer.Option(help="URL of a running server (default: start one).")] = None,
     kubeconfig: Annotated[Path | None, typer.Option(help="Credentials for --server.")] = None,
+    server_pid: Annotated[int | None, typer.Option(help="PID of --server, to report its CPU.")] = None,
     procs: Annotated[int, typer.Option(help="Load generator processes.")] = 2,
     conns: Annotated[int, typer.Option(help="Concurrent clients (keep-alive connections).")] = 16,
     pods: Annotated[int, typer.Option(help="Pods created (and listed).")] = 10_000,
@@ -41,7 +42,7 @@ def api(
         typer.echo("error: --server needs --kubeconfig", err=True)
         raise typer.Exit(1)
     options = BenchOptions(
-        server=server, kubeconfig=kubeconfig, procs=procs, conns=conns, pods=pods, gets=gets,
+        server=server, kubeconfig=kubeconfig, server_pid=server_pid, procs=procs, conns=conns, pods=pods, gets=gets,
         rate=rate, rate_seconds=rate_seconds, watchers=watchers, watch_events=watch_events,
         watch_rate=watch_rate, store_puts=store_puts,
     )

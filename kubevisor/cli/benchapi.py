@@ -49,6 +49,7 @@ TARGETS = {
 class BenchOptions:
     server: str | None = None
     kubeconfig: Path | None = None
+    server_pid: int | None = None  # with --server: whose CPU to report as the server's
     procs: int = 2
     conns: int = 16
     pods: int = 10_000
@@ -96,12 +97,30 @@ def summary_ms(values: list[float]) -> JSON:
 
 
 def _r(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
+    return None if value is None or math.isnan(value) else round(value, digits)
+
+
+def _cpu_own() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+_SERVER_PID: list[int | None] = [None]  # set by run_bench: whose CPU counts as the server's
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_self() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of the server process (all threads), or NaN when unknown."""
+    pid = _SERVER_PID[0]
+    if pid is None:
+        return math.nan
+    if pid == os.getpid():
+        return _cpu_own()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 # -- workers -------------------------------------------------------------------
@@ -218,9 +237,9 @@ async def phase_store(options: BenchOptions, work_dir: Path) -> JSON:
             for i in keys:
                 await store.create(f"/registry/pods/bench/s-{i}", values[i])
 
-        cpu0, t0 = _cpu_self(), time.perf_counter()
+        cpu0, t0 = _cpu_own(), time.perf_counter()
         await asyncio.gather(*(loop() for _ in range(options.conns)))
-        wall, cpu = time.perf_counter() - t0, _cpu_self() - cpu0
+        wall, cpu = time.perf_counter() - t0, _cpu_own() - cpu0
         out: JSON = {
             "puts": options.store_puts,
             "concurrency": options.conns,
@@ -428,9 +447,11 @@ async def run_bench(options: BenchOptions) -> JSON:
         async with contextlib.AsyncExitStack() as stack:
             if options.server or options.kubeconfig:
                 target = _external(options)
-                report["server"] = {"mode": "external", "url": target.url}
+                _SERVER_PID[0] = options.server_pid
+                report["server"] = {"mode": "external", "url": target.url, "pid": options.server_pid}
             else:
                 target = await stack.enter_async_context(_own_server(work_dir))
+                _SERVER_PID[0] = os.getpid()
                 report["server"] = {"mode": "in-process", "url": target.url, "store": "sqlite",
                                     "pid": os.getpid()}
             suffix = secrets.token_hex(3)

@@ -73,8 +73,7 @@ class Connection(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's SSL transport
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -121,7 +120,6 @@ class Connection(asyncio.Protocol):
             raise HTTPError("connection closed")
         loop = asyncio.get_running_loop()
         self.done = loop.create_future()
-        self.headers_done = loop.create_future()
         head = (
             f"{method} {path} HTTP/1.1\r\n".encode()
             + self.endpoint.common
@@ -139,10 +137,13 @@ class Connection(asyncio.Protocol):
         """Start a GET whose body streams into ``on_chunk``; returns the status once
         the headers are in (the body keeps flowing until the server ends it)."""
         self.on_chunk = on_chunk
+        self.headers_done = asyncio.get_running_loop().create_future()
         self.send("GET", path)
-        assert self.headers_done is not None
         return await self.headers_done
 
     def close(self) -> None:
+        for future in (self.headers_done, self.done):
+            if future is not None and not future.done():
+                future.cancel()
         if self.transport is not None:
             self.transport.close()

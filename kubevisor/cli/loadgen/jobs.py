@@ -260,7 +260,7 @@ async def job_watch(endpoint: Endpoint, job: JSON) -> Callable[[], Awaitable[JSO
         await _stop_line()
         for conn in conns:
             conn.close()
-        return {"received": received, "statuses": dict(Counter(statuses)), "bad_lines": dict(bad)}
+        return {"received": received, "statuses": {str(k): v for k, v in Counter(statuses).items()}, "bad_lines": dict(bad)}
 
     return run
 
