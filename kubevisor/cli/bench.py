@@ -31,6 +31,7 @@ def api(
     watch_events: Annotated[int, typer.Option(help="Writes delivered to the watchers.")] = 200,
     watch_rate: Annotated[float, typer.Option(help="Writes per second during the watch phase.")] = 50.0,
     store_puts: Annotated[int, typer.Option(help="Writes in the raw store phase.")] = 5_000,
+    list_repeats: Annotated[int, typer.Option(help="Lists of all pods, per format.")] = 5,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
 ) -> None:
     """Measure creates/s, gets/s, mutating latency at a fixed rate, list and
@@ -44,7 +45,7 @@ def api(
     options = BenchOptions(
         server=server, kubeconfig=kubeconfig, server_pid=server_pid, procs=procs, conns=conns, pods=pods, gets=gets,
         rate=rate, rate_seconds=rate_seconds, watchers=watchers, watch_events=watch_events,
-        watch_rate=watch_rate, store_puts=store_puts,
+        watch_rate=watch_rate, store_puts=store_puts, list_repeats=list_repeats,
     )
     report = run_until_signalled(lambda _stop: run_bench(options))
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
