@@ -618,6 +618,9 @@ class SqliteWatcher:
                 functools.partial(_history_snapshot, prefix=self.prefix, after=self._cursor, upto=upto)
             )
             self._cursor = covered
+            if covered >= hub.published and not self._done:
+                hub.attach(self)  # caught up: go live now, no gap since `covered`
+                self._live = True
             if events:
                 self._raise_if_ended()
                 return events
