@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.etcd import running_etcd
 from tests.support.server import KubevisorServer, running_server, unique
 
 STORES = ["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)]
@@ -23,11 +24,8 @@ STORES = ["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)]
 @contextlib.contextmanager
 def etcd_store_url(tmp: Path) -> Iterator[str]:
     """A single-member etcd on free loopback ports, as a ``--store`` URL."""
-    from tests.support import etcd  # the store engineer's helper
-
-    with etcd.running_etcd(tmp) as client_urls:
-        hosts = ",".join(url.removeprefix("http://") for url in client_urls)
-        yield f"etcd://{hosts}"
+    with running_etcd(tmp) as cluster:
+        yield cluster.store_url
 
 
 @contextlib.contextmanager
