@@ -79,6 +79,12 @@ def _range_bounds(prefix: str) -> dict[str, str]:
     return {"key": _b64(prefix), "range_end": _b64(end if end is not None else b"\x00")}
 
 
+def _exists(key_b64: str) -> dict[str, Any]:
+    """A txn compare that holds when the key is live (an absent key's
+    mod_revision compares as 0, so a CAS on 0 alone would match it)."""
+    return {"key": key_b64, "target": "CREATE", "result": "GREATER", "create_revision": 0}
+
+
 class _EtcdError(Exception):
     """An error answer from etcd (HTTP status != 200)."""
 
@@ -292,7 +298,8 @@ class EtcdStore:
         answer = await self._txn(
             {
                 "compare": [
-                    {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": expected_mod_revision}
+                    _exists(k),
+                    {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": expected_mod_revision},
                 ],
                 "success": [{"request_put": {"key": k, "value": _b64(value), "prev_kv": True}}],
                 "failure": [{"request_range": {"key": k}}],
@@ -305,13 +312,14 @@ class EtcdStore:
 
     async def delete(self, key: str, *, expected_mod_revision: int | None = None) -> KeyValue:
         k = _b64(key)
-        if expected_mod_revision is None:
-            compare = {"key": k, "target": "CREATE", "result": "GREATER", "create_revision": 0}
-        else:
-            compare = {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": expected_mod_revision}
+        compare = [_exists(k)]
+        if expected_mod_revision is not None:
+            compare.append(
+                {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": expected_mod_revision}
+            )
         answer = await self._txn(
             {
-                "compare": [compare],
+                "compare": compare,
                 "success": [{"request_delete_range": {"key": k, "prev_kv": True}}],
                 "failure": [{"request_range": {"key": k}}],
             }

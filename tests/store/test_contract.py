@@ -60,6 +60,12 @@ async def test_update_compare_and_swap(store: Store, ns: str) -> None:
     assert conflict.value.current_revision == second.mod_revision
     with pytest.raises(KeyNotFoundError):
         await store.update(ns + "missing", b"x", expected_mod_revision=first.mod_revision)
+    # an absent key's mod revision is not 0 for compare-and-swap purposes
+    with pytest.raises(KeyNotFoundError):
+        await store.update(ns + "missing", b"x", expected_mod_revision=0)
+    with pytest.raises(KeyNotFoundError):
+        await store.delete(ns + "missing", expected_mod_revision=0)
+    assert await store.get(ns + "missing") is None
     assert await store.get(ns + "a") == second
     assert await store.current_revision() == second.mod_revision
 
