@@ -230,7 +230,7 @@ def _columns(version: JSON) -> tuple[PrinterColumn, ...]:
 
 def resource_types(crd: JSON) -> list[ResourceType]:
     """One ResourceType per served version of an (accepted) CRD."""
-    from kubevisor.api import defaults
+    from kubevisor.api import defaults, printers
 
     spec = crd["spec"]
     names = spec["names"]
@@ -257,7 +257,7 @@ def resource_types(crd: JSON) -> list[ResourceType]:
                 status_replicas_path=scale["statusReplicasPath"],
                 label_selector_path=scale.get("labelSelectorPath"),
             ) if isinstance(scale, dict) else None,
-            printer_columns=_columns(version),
+            printer_columns=printers.custom_columns(_columns(version)),
             schema=schema,
             storage=bool(version.get("storage")),
             served=True,
