@@ -21,7 +21,7 @@ Callers (the apiserver's PATCH handler) catch :class:`PatchError` and send
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -90,6 +90,7 @@ class Conflict:
     manager: str  # the encoded manager identity (JSON of manager/operation/apiVersion/subresource)
     path: str  # e.g. ".spec.replicas", '.spec.containers[name="nginx"].image'
     manager_text: str  # e.g. '"kubectl-client-side-apply" using apps/v1'
+    elements: tuple[str, ...] = field(default=(), compare=False)  # the path as fieldsV1 elements
 
 
 class ConflictError(PatchError):

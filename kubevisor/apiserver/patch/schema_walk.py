@@ -47,6 +47,7 @@ class Node:
         "merge_key",
         "patch_strategy",
         "preserve_unknown",
+        "required",
     )
 
     def __init__(self, kind: str) -> None:
@@ -59,6 +60,7 @@ class Node:
         self.merge_key = ""
         self.patch_strategy: tuple[str, ...] = ()
         self.preserve_unknown = False
+        self.required: frozenset[str] = frozenset()
         self._fields: dict[str, Node] | None = None
         self._props: Mapping[str, Any] | None = None
         self._ref = ""
@@ -190,6 +192,9 @@ class _Compiler:
             node._props = props
             node._ref = ref
             node._compiler = self
+            req = target.get("required")
+            if isinstance(req, list):
+                node.required = frozenset(str(x) for x in req)
             if isinstance(addl, Mapping):
                 node.elem = self.compile(addl)
             if exts.get("x-kubernetes-preserve-unknown-fields"):
