@@ -5,31 +5,33 @@ order, the Name column included (a kind without columns gets
 ``default_columns()``: Name and Age). A column computes its cell either
 with ``json_path`` (CRD semantics: the first match converted to the
 column's type; a ``date`` column shows the age of the timestamp, e.g.
-``5m``) or with ``func(obj)``, a pure function returning the final cell —
-str, int, float, bool, None — or a :class:`Relative` when the text
-depends on the time of rendering (ages, ``2 (5m ago)``). The apiserver
-builds Tables with ``table_columns(rt)`` and ``table_cells(rt, obj, now)``.
-Called by ``api.builtin``, ``api.crd`` and the apiserver.
+``5m``) or with ``func(obj)``, a function of the object returning the
+final cell — str, int, float, bool or None — already rendered (ages such as
+``5m`` or ``2 (5m ago)`` are computed against the rendering clock:
+``table_cells``' ``now``, else the wall clock). The apiserver builds Tables
+with ``table_columns(rt)`` and ``table_cells(rt, obj, now)``. Called by
+``api.builtin``, ``api.crd`` and the apiserver.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from kubevisor.api import jsonpath
 from kubevisor.api.kinds import JSON, PrinterColumn, ResourceType
 
+# The time Table cells are rendered at (set by table_cells; else the wall clock).
+_NOW: ContextVar[datetime | None] = ContextVar("printers_now", default=None)
 
-@dataclass(frozen=True, slots=True)
-class Relative:
-    """A cell rendered at Table time: ``template`` with ``{}`` replaced by
-    the human duration since ``timestamp`` (RFC 3339)."""
 
-    template: str
-    timestamp: str | None
+def _now() -> datetime:
+    return _NOW.get() or datetime.now(UTC)
 
+
+def _since(timestamp: Any) -> str:
+    return age(timestamp, _now())
 
 # ---------------------------------------------------------------------------
 # Time
@@ -113,8 +115,9 @@ AGE = PrinterColumn(name="Age", type="date", json_path=".metadata.creationTimest
                     "happens-before order across separate operations. Clients may not set this "
                     "value. It is represented in RFC3339 form and is in UTC.")
 _AGE = PrinterColumn(name="Age", type="string", description=AGE.description,
-                     func=lambda o: Relative("{}", _meta(o).get("creationTimestamp")))
-_CREATED_AT = PrinterColumn(name="Created At", type="date", description=AGE.description,
+                     func=lambda o: _since(_meta(o).get("creationTimestamp")))
+# kube-apiserver's default converter: the creation time itself, in RFC 3339.
+_CREATED_AT = PrinterColumn(name="Created At", type="string", description=AGE.description,
                             func=lambda o: _meta(o).get("creationTimestamp"))
 
 
@@ -145,14 +148,17 @@ def _cell(column: PrinterColumn, obj: JSON, now: datetime) -> Any:
         except jsonpath.JSONPathError:
             return None
         return jsonpath.format_cell(column.type, found, human_age=lambda ts: age(ts, now))
-    if isinstance(value, Relative):
-        return value.template.format(age(value.timestamp, now))
     return value
 
 
 def table_cells(rt: ResourceType, obj: JSON, now: datetime) -> list[Any]:
-    """One Table row's cells for ``obj``, in ``table_columns`` order."""
-    return [_cell(c, obj, now) for c in (rt.printer_columns or default_columns())]
+    """One Table row's cells for ``obj``, in ``table_columns`` order; ages
+    are computed against ``now`` (an aware datetime)."""
+    token = _NOW.set(now)
+    try:
+        return [_cell(c, obj, now) for c in (rt.printer_columns or default_columns())]
+    finally:
+        _NOW.reset(token)
 
 
 # ---------------------------------------------------------------------------
@@ -279,7 +285,7 @@ def _pod_restarts(pod: JSON) -> Any:
         if finished and (last is None or finished > last):
             last = finished
     if restarts and last:
-        return Relative(f"{restarts} ({{}} ago)", last)
+        return f"{restarts} ({_since(last)} ago)"
     return str(restarts)
 
 
@@ -543,12 +549,12 @@ def _event_last_seen(ev: JSON) -> Any:
     series = ev.get("series")
     if isinstance(series, dict) and series.get("lastObservedTime"):
         first = ev.get("eventTime") or ev.get("firstTimestamp")
-        return Relative(f"{{}} (x{series.get('count', 1)} over "
-                        f"{_span(first, series['lastObservedTime'])})", series["lastObservedTime"])
+        return (f"{_since(series['lastObservedTime'])} (x{series.get('count', 1)} over "
+                f"{_span(first, series['lastObservedTime'])})")
     count = ev.get("count")
     if isinstance(count, int) and count > 1 and ev.get("firstTimestamp"):
-        return Relative(f"{{}} (x{count} over {_span(ev['firstTimestamp'], last)})", last)
-    return Relative("{}", last)
+        return f"{_since(last)} (x{count} over {_span(ev['firstTimestamp'], last)})"
+    return _since(last)
 
 
 def _span(first: Any, last: Any) -> str:
@@ -585,7 +591,7 @@ _EVENT = (
          "event."),
     _col("Message", lambda o: o.get("message", ""), description="A human-readable description "
          "of the status of this operation."),
-    _col("First Seen", lambda o: Relative("{}", o.get("firstTimestamp") or o.get("eventTime")),
+    _col("First Seen", lambda o: _since(o.get("firstTimestamp") or o.get("eventTime")),
          priority=1, description="The time at which the event was first recorded."),
     _col("Count", lambda o: _int(o.get("count")), type="integer", priority=1,
          description="The number of times this event has occurred."),

@@ -601,8 +601,16 @@ def unknown_fields(schema: JSON, obj: Any, *, builtin: bool = True, path: str = 
     object schema without properties accepts anything for built-ins (free
     form, e.g. RawExtension) and nothing for custom resources (pruned)."""
     out: list[str] = []
-    _unknown(_compiled(schema, builtin=builtin), obj, path, out)
+    node = _compiled(schema, builtin=builtin)
+    if not path and isinstance(obj, dict) and node.props is not None and \
+            not _TYPE_META.issubset(node.props):
+        # A CRD's schema rarely declares apiVersion/kind/metadata; they are always known.
+        obj = {k: v for k, v in obj.items() if k not in _TYPE_META or k in node.props}
+    _unknown(node, obj, path, out)
     return out
+
+
+_TYPE_META = frozenset({"apiVersion", "kind", "metadata"})
 
 
 def unknown_fields_of(rt: ResourceType, obj: JSON) -> list[str]:
