@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import queue
 import sqlite3
@@ -45,7 +46,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 from kubevisor.store.base import Event, KeyValue, RangeResult, prefix_end
 from kubevisor.store.errors import (
@@ -84,6 +85,8 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0
 
 # How many queued operations one transaction may take.
 _MAX_BATCH = 2000
+# How many revisions one compaction transaction covers at most.
+_COMPACT_STEP = 10_000
 # How many log rows one replay page of a watcher reads.
 _REPLAY_PAGE = 1000
 # How many events one __anext__ of a live watcher returns at most.
@@ -137,6 +140,7 @@ class SqliteStore:
         self._conns_lock = threading.Lock()
         self._hub = _Hub()
         self._closed = False
+        self._lock: BinaryIO | None = None  # flock'ed: one process per database
 
     # -- lifecycle -------------------------------------------------------
 
@@ -144,15 +148,36 @@ class SqliteStore:
         if self._loop is not None:
             return
         loop = asyncio.get_running_loop()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = self.path.with_name(self.path.name + ".lock").open("a+b")
+        except OSError as exc:
+            raise UnavailableError(f"cannot open {self.path}: {exc}") from exc
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            lock.close()
+            raise UnavailableError(f"{self.path} is in use by another process") from exc
+        self._lock = lock
         self._loop = loop
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         ready: asyncio.Future[int] = loop.create_future()
         self._writer = threading.Thread(
             target=self._writer_main, args=(ready,), name=f"kv-writer:{self.path.name}", daemon=True
         )
         self._writer.start()
-        self._hub.published = await ready
+        try:
+            self._hub.published = await ready
+        except BaseException:
+            self._writer.join()
+            self._writer, self._loop = None, None
+            self._release_lock()
+            raise
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="kv-read")
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file drops the flock
+            self._lock = None
 
     async def close(self) -> None:
         if self._closed:
@@ -168,6 +193,7 @@ class SqliteStore:
             for conn in self._conns:
                 conn.close()
             self._conns.clear()
+        self._release_lock()
 
     # -- reads -----------------------------------------------------------
 
@@ -238,10 +264,12 @@ class SqliteStore:
         return future
 
     async def create(self, key: str, value: bytes) -> KeyValue:
+        _check_value(value)
         result: KeyValue = await self._submit("create", key, value, None)
         return result
 
     async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
+        _check_value(value)
         result: KeyValue = await self._submit("update", key, value, expected_mod_revision)
         return result
 
@@ -250,6 +278,15 @@ class SqliteStore:
         return result
 
     async def compact(self, revision: int) -> None:
+        """Compacts in steps of at most ``_COMPACT_STEP`` revisions, each its
+        own short transaction, so writers are never held up for long."""
+        meta = self._read_inline(_read_meta)
+        if revision > meta.revision:
+            raise FutureRevisionError(revision, meta.revision)
+        step = meta.compacted + _COMPACT_STEP
+        while step < revision:
+            await self._submit("compact", "", b"", step)
+            step += _COMPACT_STEP
         await self._submit("compact", "", b"", revision)
 
     # -- watch -----------------------------------------------------------
@@ -335,11 +372,16 @@ class SqliteStore:
             if meta.compacted != start_compacted:
                 conn.execute("UPDATE meta SET value = ? WHERE name = 'compacted'", (meta.compacted,))
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # the writer thread must survive anything
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             meta.revision, meta.compacted = start_revision, start_compacted
-            err = UnavailableError(f"sqlite write failed: {exc}")
+            err: StoreError
+            if isinstance(exc, sqlite3.Error):
+                err = UnavailableError(f"sqlite write failed: {exc}")
+            else:
+                err = StoreError(f"write failed: {exc!r}")
+            err.__cause__ = exc
             self._call_soon(_settle, [(op.future, err) for op in batch])
             return
         self._call_soon(self._deliver, settled, events, meta.revision)
@@ -351,6 +393,11 @@ class SqliteStore:
         # revision acknowledged, a watch it opens starts from there.
         self._hub.publish(events, revision)
         _settle(settled)
+
+
+def _check_value(value: bytes) -> None:
+    if not isinstance(value, bytes):
+        raise TypeError(f"store values are bytes, not {type(value).__name__}")
 
 
 def _settle(settled: Iterable[tuple[asyncio.Future[Any], object]]) -> None:
@@ -546,11 +593,14 @@ def _compact(conn: sqlite3.Connection, meta: _Meta, revision: int) -> None:
     if revision <= meta.compacted:
         return None
     # Keep, per key, the newest row at or before `revision` unless it is a
-    # tombstone; every row after `revision` stays.
+    # tombstone; every row after `revision` stays. Only keys written since
+    # the last compaction can have rows to drop.
     conn.execute(
-        "DELETE FROM log WHERE revision <= :at AND (deleted = 1 OR revision < ("
+        "DELETE FROM log WHERE key IN ("
+        "  SELECT key FROM log WHERE revision > :since AND revision <= :at) "
+        "AND revision <= :at AND (deleted = 1 OR revision < ("
         "  SELECT max(l2.revision) FROM log l2 WHERE l2.key = log.key AND l2.revision <= :at))",
-        {"at": revision},
+        {"at": revision, "since": meta.compacted},
     )
     meta.compacted = revision
     return None

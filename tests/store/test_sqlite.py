@@ -4,9 +4,11 @@ revisions that survive a restart, bounded watcher buffers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -149,3 +151,67 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             assert stored[key].mod_revision == revision
 
     asyncio.run(check())
+
+
+async def test_one_process_per_database(tmp_path: Path) -> None:
+    first = SqliteStore(tmp_path / "state.db")
+    await first.start()
+    second = SqliteStore(tmp_path / "state.db")
+    try:
+        with pytest.raises(UnavailableError, match="in use"):
+            await second.start()
+    finally:
+        await first.close()
+    await second.start()  # free again once the first is closed
+    await second.close()
+
+
+async def test_values_must_be_bytes(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    await store.start()
+    try:
+        with pytest.raises(TypeError):
+            await store.create("/a", "text")  # type: ignore[arg-type]
+        assert await store.current_revision() == 0
+    finally:
+        await store.close()
+
+
+def log_rows(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        count: int = conn.execute("SELECT count(*) FROM log").fetchone()[0]
+        return count
+
+
+async def test_compaction_in_steps_frees_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kubevisor.store.sqlite as backend
+
+    monkeypatch.setattr(backend, "_COMPACT_STEP", 7)
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        kvs = {f"/k{i}": await store.create(f"/k{i}", b"0") for i in range(5)}
+        for round_ in range(1, 10):
+            for key, kv in kvs.items():
+                kvs[key] = await store.update(key, str(round_).encode(), expected_mod_revision=kv.mod_revision)
+        gone = await store.delete("/k0")
+        tail = await store.update("/k1", b"tail", expected_mod_revision=kvs["/k1"].mod_revision)
+        rows_before = log_rows(path)
+        assert rows_before == tail.mod_revision
+
+        await store.compact(gone.mod_revision)
+        assert await store.compacted_revision() == gone.mod_revision
+        rows_after = log_rows(path)
+        # kept: the newest row at the compacted revision of the 4 live keys, and the tail write
+        assert rows_after == 5
+        snapshot = await store.range("/", revision=gone.mod_revision)
+        assert [kv.key for kv in snapshot.kvs] == ["/k1", "/k2", "/k3", "/k4"]
+        assert all(kv.value == b"9" for kv in snapshot.kvs)
+        watcher = store.watch("/", after_revision=gone.mod_revision)
+        events = await asyncio.wait_for(watcher.__anext__(), 5)
+        await watcher.close()
+        assert [e.kv for e in events] == [tail]
+        assert events[0].prev == kvs["/k1"]
+    finally:
+        await store.close()
