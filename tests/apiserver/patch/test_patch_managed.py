@@ -175,10 +175,11 @@ def test_deployment_create_like_kube(k8s: K8sSchemas) -> None:
 def test_create_is_fast(k8s: K8sSchemas) -> None:
     p = pod()
     umf(k8s, None, p, "warm")
-    n = 2000
-    start = time.perf_counter()
-    for _ in range(n):
-        umf(k8s, None, p, "kubectl-create")
-    per_call = (time.perf_counter() - start) / n
-    # ~50 µs on the reference 2-core machine; generous bound for loaded CI runs
-    assert per_call < 400e-6, per_call
+    best = float("inf")
+    for _ in range(20):  # best batch: robust to other processes sharing the CPU
+        start = time.perf_counter()
+        for _ in range(100):
+            umf(k8s, None, p, "kubectl-create")
+        best = min(best, (time.perf_counter() - start) / 100)
+    # ~50 µs on the reference 2-core machine when idle; generous bound for loaded runs
+    assert best < 400e-6, best
