@@ -54,7 +54,7 @@ _JSON = {"content-type": "application/json"}
 
 
 def _b64(data: str | bytes) -> str:
-    raw = data.encode() if isinstance(data, str) else data
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
     return base64.b64encode(raw).decode("ascii")
 
 
@@ -64,7 +64,7 @@ def _unb64(data: str | None) -> bytes:
 
 def _kv(raw: dict[str, Any]) -> KeyValue:
     return KeyValue(
-        key=_unb64(raw.get("key")).decode(),
+        key=_unb64(raw.get("key")).decode("utf-8", "surrogateescape"),
         value=_unb64(raw.get("value")),
         create_revision=int(raw.get("create_revision", 0)),
         mod_revision=int(raw.get("mod_revision", 0)),
@@ -106,6 +106,9 @@ class EtcdStore:
         self._timeout = timeout
         self._current = 0
         self._client: httpx.AsyncClient | None = None
+        # Each watch holds one streaming connection: keep them out of the
+        # request pool so many watchers never starve gets and writes.
+        self._watch_client: httpx.AsyncClient | None = None
         self._known_compacted = 0
         self._watchers: set[EtcdWatcher] = set()
         self._closed = False
@@ -117,7 +120,11 @@ class EtcdStore:
             return
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self._timeout),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
+        self._watch_client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self._timeout, read=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
         )
         await self.current_revision()  # fail early when no member answers
 
@@ -127,8 +134,9 @@ class EtcdStore:
         self._closed = True
         for watcher in list(self._watchers):
             await watcher.close()
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, self._watch_client):
+            if client is not None:
+                await client.aclose()
 
     # -- transport -------------------------------------------------------
 
@@ -154,7 +162,7 @@ class EtcdStore:
             url = self.endpoints[index] + path
             try:
                 response = await client.post(url, content=content, headers=_JSON)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 last = exc
                 self._rotate(index)
                 continue
@@ -412,27 +420,32 @@ class EtcdWatcher:
                 try:
                     await self._stream()
                     failures = 0
-                except (httpx.TransportError, _StreamBroken) as exc:
+                except (httpx.TransportError, _StreamBroken, orjson.JSONDecodeError) as exc:
                     failures += 1
                     self._store._rotate(self._store._current)
                     if failures > 2 * len(self._store.endpoints):
                         raise UnavailableError(f"etcd watch on {self.prefix!r} lost: {exc!r}") from exc
                     await asyncio.sleep(min(0.05 * failures, 1.0))
+        except asyncio.CancelledError:
+            raise
         except StoreError as exc:
             await self._queue.put(exc)
+        except Exception as exc:  # never leave the consumer waiting forever
+            error = StoreError(f"etcd watch on {self.prefix!r} failed: {exc!r}")
+            error.__cause__ = exc
+            await self._queue.put(error)
 
     async def _stream(self) -> None:
         store = self._store
         url = store.endpoints[store._current] + "/v3/watch"
         create = {**_range_bounds(self.prefix), "start_revision": self._cursor + 1, "prev_kv": True}
-        request = store._http().build_request(
-            "POST",
-            url,
-            content=orjson.dumps({"create_request": create}),
-            headers=_JSON,
-            timeout=httpx.Timeout(store._timeout, read=None),
+        store._http()  # raises once the store is closed
+        client = store._watch_client
+        assert client is not None
+        request = client.build_request(
+            "POST", url, content=orjson.dumps({"create_request": create}), headers=_JSON
         )
-        response = await store._http().send(request, stream=True)
+        response = await client.send(request, stream=True)
         try:
             if response.status_code != 200:
                 await response.aread()

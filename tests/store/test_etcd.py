@@ -75,3 +75,19 @@ async def test_member_loss_keeps_requests_and_watches_going(tmp_path: Path) -> N
             await watcher.close()
         finally:
             await store.close()
+
+
+async def test_many_watchers_do_not_starve_requests(etcd_single: EtcdCluster) -> None:
+    store = EtcdStore(list(etcd_single))
+    await store.start()
+    ns = f"/many-{id(store)}/"
+    try:
+        start = await store.current_revision()
+        watchers = [store.watch(ns, after_revision=start) for _ in range(120)]
+        pending = [asyncio.create_task(w.__anext__()) for w in watchers]
+        kv = await asyncio.wait_for(store.create(ns + "a", b"x"), 10)
+        batches = await asyncio.wait_for(asyncio.gather(*pending), 20)
+        assert all([e.kv for e in batch] == [kv] for batch in batches)
+        assert await asyncio.wait_for(store.get(ns + "a"), 10) == kv
+    finally:
+        await store.close()
