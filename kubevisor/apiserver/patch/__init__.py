@@ -14,6 +14,7 @@ Schemas are passed as plain data (root ``schema`` and ``defs``), see
 kube-apiserver would send.
 """
 
+from kubevisor.apiserver.patch.apply import LAST_APPLIED, apply
 from kubevisor.apiserver.patch.errors import (
     BadPatchError,
     Conflict,
@@ -24,8 +25,11 @@ from kubevisor.apiserver.patch.errors import (
     TooManyOperationsError,
 )
 from kubevisor.apiserver.patch.json_patch import json_patch, merge_patch
+from kubevisor.apiserver.patch.managed import manager_or_user_agent, update_managed_fields
+from kubevisor.apiserver.patch.strategic import strategic_merge_patch
 
 __all__ = [
+    "LAST_APPLIED",
     "BadPatchError",
     "Conflict",
     "ConflictError",
@@ -33,6 +37,10 @@ __all__ = [
     "PatchError",
     "PatchNotApplicableError",
     "TooManyOperationsError",
+    "apply",
     "json_patch",
+    "manager_or_user_agent",
     "merge_patch",
+    "strategic_merge_patch",
+    "update_managed_fields",
 ]

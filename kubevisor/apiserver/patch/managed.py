@@ -30,6 +30,7 @@ from kubevisor.apiserver.patch.structured import compare
 JSON = dict[str, Any]
 
 MAX_UPDATE_MANAGERS = 10
+FIELD_MANAGER_MAX_LENGTH = 128
 ANCIENT_CHANGES = "ancient-changes"
 
 STRIP_SET: Trie = fp.from_paths(
@@ -106,6 +107,26 @@ def normalize_time(now: str) -> str:
     if not text.endswith("Z") and len(text) == 19:
         text += "Z"
     return text
+
+
+def manager_or_user_agent(field_manager: str | None, user_agent: str | None) -> str:
+    """The manager name for a write: the ``fieldManager`` query parameter, else
+    the User-Agent up to its first ``/`` (``kubectl/v1.32.0 (...)`` → ``kubectl``),
+    printable characters only, at most 128 bytes, as kube-apiserver does."""
+    if field_manager:
+        return field_manager
+    head = (user_agent or "").split("/", 1)[0]
+    out: list[str] = []
+    size = 0
+    for ch in head:
+        if not ch.isprintable():
+            continue
+        n = len(ch.encode())
+        if size + n > FIELD_MANAGER_MAX_LENGTH:
+            break
+        out.append(ch)
+        size += n
+    return "".join(out)
 
 
 # -- decode / encode ---------------------------------------------------------------

@@ -258,13 +258,17 @@ class _Compiler:
         return None
 
 
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+_CACHE_LIMIT = 4096
 _CACHE: dict[tuple[int, int], tuple[Any, Any, Node]] = {}
 _COMPILERS: dict[int, tuple[Any, _Compiler]] = {}
 
 
 def compile_schema(schema: Mapping[str, Any] | None, defs: Mapping[str, Mapping[str, Any]] | None) -> Node:
-    """The compiled root :class:`Node` for a kind's schema (cached; the cache
-    holds the schema and defs objects so their ids stay valid)."""
+    """The compiled root :class:`Node` for a kind's schema (cached by the
+    identity of ``schema`` and ``defs``, which the cache holds so their ids
+    stay valid: pass the same long-lived objects on every call)."""
     if schema is None:
         return ANY_NODE
     defs = defs if defs is not None else {}
@@ -272,6 +276,9 @@ def compile_schema(schema: Mapping[str, Any] | None, defs: Mapping[str, Mapping[
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is schema and hit[1] is defs:
         return hit[2]
+    if len(_CACHE) > _CACHE_LIMIT:  # callers should pass long-lived schemas; stay bounded if not
+        _CACHE.clear()
+        _COMPILERS.clear()
     comp_hit = _COMPILERS.get(id(defs))
     if comp_hit is not None and comp_hit[0] is defs:
         compiler = comp_hit[1]
@@ -279,5 +286,8 @@ def compile_schema(schema: Mapping[str, Any] | None, defs: Mapping[str, Mapping[
         compiler = _Compiler(defs)
         _COMPILERS[id(defs)] = (defs, compiler)
     node = compiler.compile(schema)
+    if node.kind == STRUCT and "metadata" not in node.fields and OBJECT_META in defs:
+        # custom resource schemas leave metadata out; it is always ObjectMeta
+        node.fields["metadata"] = compiler.compile({"$ref": "#/components/schemas/" + OBJECT_META})
     _CACHE[key] = (schema, defs, node)
     return node

@@ -27,6 +27,10 @@ from kubevisor.apiserver.patch.schema_walk import ANY, LIST, MAP, SCALAR, STRUCT
 VALUE_STRUCTS = frozenset({"metadata", "spec", "status", "template", "strategy", "updateStrategy", "resources"})
 
 
+# A custom resource's schema may leave these out; every object has them.
+_ALWAYS_KNOWN = frozenset({"apiVersion", "kind", "metadata"})
+
+
 def _zero(parent: Node, name: str, child: Node) -> Any:
     """What Go's empty object holds for field ``name`` of an existing struct:
     an empty value for value structs and for required (non-omitempty) maps
@@ -177,7 +181,7 @@ def _fs(value: Any, node: Node, t: Trie, strict: bool, where: str) -> None:
         if declared:
             child = fields[k]  # type: ignore[index]
         else:
-            if strict and is_struct and node.elem is None:
+            if strict and is_struct and node.elem is None and not (where == "" and k in _ALWAYS_KNOWN):
                 raise InvalidApplyError(f"{where}.{k}: field not declared in schema")
             child = node.child(k)
         sub: Trie = {}
@@ -317,6 +321,8 @@ def _cmp(lhs: Any, rhs: Any, node: Node, path: tuple[str, ...], out: Comparison)
         for pe in list(lmap) + [p for p in rmap if p not in lmap]:
             ll = lmap.get(pe, [])
             rl = rmap.get(pe, [])
+            if len(ll) == 1 and len(rl) == 1 and ll[0] == rl[0]:
+                continue
             if len(ll) <= 1 and len(rl) <= 1:
                 _cmp(ll[0] if ll else MISSING, rl[0] if rl else MISSING, elem, (*path, pe), out)
             elif len(ll) >= 2 and len(rl) >= 2:
@@ -341,8 +347,8 @@ def _cmp(lhs: Any, rhs: Any, node: Node, path: tuple[str, ...], out: Comparison)
                         lv = zero
                     if rv is MISSING and rhs is not MISSING:
                         rv = zero
-            if lv is not MISSING and rv is not MISSING and lv is rv:
-                continue
+            if lv is not MISSING and rv is not MISSING and (lv is rv or lv == rv):
+                continue  # unchanged subtree (C-speed equality; 1 == True is the one blind spot)
             _cmp(lv, rv, child, (*path, "f:" + k), out)
     if path:
         if lhs is MISSING:

@@ -244,3 +244,43 @@ def test_invalid_configurations_are_bad_requests(k8s: K8sSchemas, mutate: Any, m
         ssa(k8s, None, cfg, api_version="apps/v1")
     assert message in info.value.message
     assert info.value.code == 400
+
+
+CRD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {
+                "size": {"type": "integer"},
+                "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+                "disks": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {"type": "object", "properties": {"name": {"type": "string"}, "gb": {"type": "integer"}}},
+                },
+                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            },
+        }
+    },
+}
+
+
+def test_custom_resource_inline_schema(k8s: K8sSchemas) -> None:
+    vm = {"apiVersion": "vm.io/v1", "kind": "VM", "metadata": {"name": "a", "labels": {"x": "1"}},
+          "spec": {"size": 1, "tags": ["t1"], "disks": [{"name": "root", "gb": 10}], "extra": {"free": {"form": 1}}}}
+    obj = apply(None, vm, manager="m1", force=False, schema=CRD_SCHEMA, defs=k8s.defs, now=T0)
+    fields = obj["metadata"]["managedFields"][0]["fieldsV1"]
+    assert fields["f:spec"]["f:disks"] == {'k:{"name":"root"}': {".": {}, "f:gb": {}, "f:name": {}}}
+    assert fields["f:spec"]["f:tags"] == {'v:"t1"': {}}
+    # free-form keys are members themselves (structured-merge-diff's deduced maps)
+    assert fields["f:spec"]["f:extra"] == {"f:free": {".": {}, "f:form": {}}}
+    assert fields["f:metadata"] == {"f:labels": {"f:x": {}}}  # metadata typed as ObjectMeta
+    other = {"apiVersion": "vm.io/v1", "kind": "VM", "metadata": {"name": "a"},
+             "spec": {"tags": ["t2"], "disks": [{"name": "data", "gb": 5}]}}
+    out = apply(obj, other, manager="m2", force=False, schema=CRD_SCHEMA, defs=k8s.defs, now=T1)
+    assert out["spec"]["tags"] == ["t1", "t2"]
+    assert [d["name"] for d in out["spec"]["disks"]] == ["root", "data"]
+    with pytest.raises(InvalidApplyError, match="field not declared"):
+        apply(None, {**vm, "spec": {"sise": 1}}, manager="m", force=False, schema=CRD_SCHEMA, defs={}, now=T0)

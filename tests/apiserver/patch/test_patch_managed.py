@@ -183,3 +183,13 @@ def test_create_is_fast(k8s: K8sSchemas) -> None:
         best = min(best, (time.perf_counter() - start) / 100)
     # ~50 µs on the reference 2-core machine when idle; generous bound for loaded runs
     assert best < 400e-6, best
+
+
+def test_manager_name_from_user_agent() -> None:
+    from kubevisor.apiserver.patch import manager_or_user_agent
+
+    assert manager_or_user_agent("kubectl-edit", "kubectl/v1.32.0") == "kubectl-edit"
+    assert manager_or_user_agent(None, "kubectl/v1.32.0 (linux/amd64) kubernetes/5864a46") == "kubectl"
+    assert manager_or_user_agent("", "OpenAPI-Generator/31.0.0/python") == "OpenAPI-Generator"
+    assert manager_or_user_agent(None, "a\x00b" + "c" * 300) == "ab" + "c" * 126
+    assert manager_or_user_agent(None, None) == ""
