@@ -581,6 +581,14 @@ def validate(rt: ResourceType, obj: JSON) -> list[FieldError]:
     return errs
 
 
+def validate_update(rt: ResourceType, old: JSON, new: JSON) -> list[FieldError]:
+    """``validate(rt, new)`` plus what an update may not change (immutable
+    selectors, pod spec, roleRef…), comparing with the stored ``old``."""
+    from kubevisor.api import updates
+
+    return validate(rt, new) + updates.immutability_errors(rt, old, new)
+
+
 def _validate_custom(rt: ResourceType, obj: JSON) -> list[FieldError]:
     schema = schemas.schema_of(rt)
     node = _compiled(schema, builtin=False)
