@@ -23,13 +23,28 @@ from kubevisor.apiserver.patch.errors import (
     PatchError,
     PatchNotApplicableError,
     TooManyOperationsError,
+    UnsupportedPatchTypeError,
 )
 from kubevisor.apiserver.patch.json_patch import json_patch, merge_patch
 from kubevisor.apiserver.patch.managed import manager_or_user_agent, update_managed_fields
+from kubevisor.apiserver.patch.media import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_MERGE_PATCH,
+    check_patch_type,
+    decode_apply,
+    patch_object,
+    patch_types,
+)
 from kubevisor.apiserver.patch.strategic import strategic_merge_patch
 
 __all__ = [
+    "APPLY_PATCH",
+    "JSON_PATCH",
     "LAST_APPLIED",
+    "MERGE_PATCH",
+    "STRATEGIC_MERGE_PATCH",
     "BadPatchError",
     "Conflict",
     "ConflictError",
@@ -37,10 +52,15 @@ __all__ = [
     "PatchError",
     "PatchNotApplicableError",
     "TooManyOperationsError",
+    "UnsupportedPatchTypeError",
     "apply",
+    "check_patch_type",
+    "decode_apply",
     "json_patch",
     "manager_or_user_agent",
     "merge_patch",
+    "patch_object",
+    "patch_types",
     "strategic_merge_patch",
     "update_managed_fields",
 ]

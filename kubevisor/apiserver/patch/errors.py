@@ -9,6 +9,8 @@ as the ``kind: Status`` kube-apiserver returns for the same failure.
     │                           the message is kube-apiserver's generic one, ``detail``
     │                           keeps the underlying reason for logs
     ├── TooManyOperationsError  413 RequestEntityTooLarge: > 10,000 JSON-patch operations
+    ├── UnsupportedPatchTypeError 415 UnsupportedMediaType: a PATCH content type the
+    │                           resource does not take (strategic merge on custom resources)
     ├── InvalidApplyError       400 BadRequest: an apply configuration that cannot be
     │                           typed (unknown field, wrong type, duplicate list keys,
     │                           managedFields set, wrong apiVersion)
@@ -76,6 +78,17 @@ class PatchNotApplicableError(PatchError):
 class TooManyOperationsError(PatchError):
     code = 413
     reason = "RequestEntityTooLarge"
+
+
+class UnsupportedPatchTypeError(PatchError):
+    code = 415
+    reason = "UnsupportedMediaType"
+
+    def __init__(self, accepted: list[str]) -> None:
+        super().__init__(
+            "the body of the request was in an unknown format - accepted media types include: "
+            + ", ".join(accepted)
+        )
 
 
 class InvalidApplyError(PatchError):
