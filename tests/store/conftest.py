@@ -5,24 +5,16 @@ the test (the etcd members are shared by the tests of one worker)."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-# tests/support is importable as `support` whether or not a tests/conftest.py
-# put tests/ on sys.path already.
-_TESTS = str(Path(__file__).resolve().parents[1])
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-from support.etcd import EtcdCluster, etcd_cluster, etcd_single  # noqa: E402
-
-from kubevisor.store.base import Store  # noqa: E402
-from kubevisor.store.etcd import EtcdStore  # noqa: E402
-from kubevisor.store.sqlite import SqliteStore  # noqa: E402
+from kubevisor.store.base import Store
+from kubevisor.store.etcd import EtcdStore
+from kubevisor.store.sqlite import SqliteStore
+from tests.support.etcd import EtcdCluster, etcd_cluster, etcd_single
 
 __all__ = ["etcd_cluster", "etcd_single"]
 

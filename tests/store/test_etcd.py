@@ -8,11 +8,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from support.etcd import EtcdCluster, running_etcd
 
 from kubevisor.store.base import Event
 from kubevisor.store.errors import UnavailableError
 from kubevisor.store.etcd import EtcdStore
+from tests.support.etcd import EtcdCluster, running_etcd
 
 pytestmark = pytest.mark.etcd
 

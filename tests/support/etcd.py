@@ -9,7 +9,7 @@ and stops the members (SIGTERM, then SIGKILL) on exit. The pytest fixtures
 ``etcd_single`` and ``etcd_cluster`` (one per xdist worker, session scope)
 yield an :class:`EtcdCluster`, which is the list of client URLs
 (``http://127.0.0.1:PORT``) with a few helpers; import them into a
-conftest.py with ``from support.etcd import etcd_cluster, etcd_single``.
+conftest.py with ``from tests.support.etcd import etcd_cluster, etcd_single``.
 Tests sharing one cluster must use their own key prefix. Tests that stop
 members must start their own cluster with :func:`running_etcd`.
 """
