@@ -36,8 +36,8 @@ def api(
 ) -> None:
     """Measure creates/s, gets/s, mutating latency at a fixed rate, list and
     watch latency over HTTPS, and the raw store's puts/s in the same run."""
-    from kubevisor.apiserver.server import run_until_signalled
-    from kubevisor.cli.benchapi import BenchOptions, run_bench
+    from kubevisor.apiserver.server import ServeError, run_until_signalled
+    from kubevisor.cli.benchapi import BenchError, BenchOptions, run_bench
 
     if server and kubeconfig is None:
         typer.echo("error: --server needs --kubeconfig", err=True)
@@ -47,7 +47,11 @@ def api(
         rate=rate, rate_seconds=rate_seconds, watchers=watchers, watch_events=watch_events,
         watch_rate=watch_rate, store_puts=store_puts, list_repeats=list_repeats,
     )
-    report = run_until_signalled(lambda _stop: run_bench(options))
+    try:
+        report = run_until_signalled(lambda _stop: run_bench(options))
+    except (BenchError, ServeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
     if output is not None:
         output.write_text(text + "\n")
