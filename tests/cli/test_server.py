@@ -148,9 +148,12 @@ def test_foreground_runner_stops_cleanly_on_signal(signum: int) -> None:
 
         sys.exit(run_until_signalled(main))
     """)
-    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(signum)
-    assert proc.wait(timeout=10) == 0
-    assert proc.stdout.read().strip() == "stopping"
+    with subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            proc.send_signal(signum)
+            assert proc.wait(timeout=30) == 0
+            assert proc.stdout.read().strip() == "stopping"
+        finally:
+            proc.kill()
