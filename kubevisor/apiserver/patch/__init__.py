@@ -14,7 +14,6 @@ Schemas are passed as plain data (root ``schema`` and ``defs``), see
 kube-apiserver would send.
 """
 
-from kubevisor.apiserver.patch.apply import LAST_APPLIED, apply
 from kubevisor.apiserver.patch.errors import (
     BadPatchError,
     Conflict,
@@ -25,7 +24,7 @@ from kubevisor.apiserver.patch.errors import (
     TooManyOperationsError,
     UnsupportedPatchTypeError,
 )
-from kubevisor.apiserver.patch.json_patch import json_patch, merge_patch
+from kubevisor.apiserver.patch.json_patches import json_patch, merge_patch
 from kubevisor.apiserver.patch.managed import manager_or_user_agent, update_managed_fields
 from kubevisor.apiserver.patch.media import (
     APPLY_PATCH,
@@ -37,6 +36,7 @@ from kubevisor.apiserver.patch.media import (
     patch_object,
     patch_types,
 )
+from kubevisor.apiserver.patch.ssa import LAST_APPLIED, apply
 from kubevisor.apiserver.patch.strategic import strategic_merge_patch
 
 __all__ = [

@@ -9,7 +9,7 @@ marks the node itself as a member. Internally a member leaf is ``{".": {}}``;
 member also has children, all keys in structured-merge-diff's order), and
 :func:`decode` reads the wire form back, canonicalising keys. Used by
 :mod:`.structured` (building sets from objects) and by :mod:`.managed` and
-:mod:`.apply` (ownership arithmetic). Set operations never mutate inputs.
+:mod:`.ssa` (ownership arithmetic). Set operations never mutate inputs.
 """
 
 from __future__ import annotations

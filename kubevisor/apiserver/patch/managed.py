@@ -3,7 +3,7 @@ every write as kube-apiserver's field manager does.
 
 The apiserver calls :func:`update_managed_fields` after building the object
 it is about to store on create, update and non-apply patch (and
-:func:`kubevisor.apiserver.patch.apply.apply` does the apply side). The
+:func:`kubevisor.apiserver.patch.ssa.apply` does the apply side). The
 fields a write changed (added or modified) go to the writing manager and are
 taken from every other manager; removed fields leave every set. Entries are
 keyed by manager, operation, apiVersion (Update only) and subresource;

@@ -3,7 +3,7 @@
 The apiserver's PATCH handler calls :func:`patch_types` to know what a
 resource accepts, :func:`patch_object` for the three patch formats and
 :func:`decode_apply` to read an apply body (YAML or JSON) before
-:func:`kubevisor.apiserver.patch.apply.apply`. An unaccepted content type
+:func:`kubevisor.apiserver.patch.ssa.apply`. An unaccepted content type
 raises :class:`UnsupportedPatchTypeError` (415) worded as kube-apiserver's.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from kubevisor.apiserver.patch.errors import BadPatchError, UnsupportedPatchTypeError
-from kubevisor.apiserver.patch.json_patch import json_patch, merge_patch
+from kubevisor.apiserver.patch.json_patches import json_patch, merge_patch
 from kubevisor.apiserver.patch.strategic import strategic_merge_patch
 
 JSON_PATCH = "application/json-patch+json"

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from kubevisor.apiserver.patch.errors import BadPatchError, PatchNotApplicableError
-from kubevisor.apiserver.patch.json_patch import decode
+from kubevisor.apiserver.patch.json_patches import decode
 from kubevisor.apiserver.patch.schema_walk import Node, compile_schema
 
 JSON = dict[str, Any]

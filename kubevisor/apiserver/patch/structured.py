@@ -7,7 +7,7 @@ Four operations on JSON-shaped values and a compiled :class:`Node`:
 what an updater changed), :func:`merge` (an apply configuration merged into
 the live object: keyed lists by key, sets as sets, atomic values replaced)
 and :func:`remove_items` (drop the fields of a set: pruning). Used by
-:mod:`.managed` and :mod:`.apply`.
+:mod:`.managed` and :mod:`.ssa`.
 
 One deliberate approximation: Go's typed objects always carry non-pointer
 structs (``metadata``, ``spec``, ``status``, ``template``, ``strategy``,

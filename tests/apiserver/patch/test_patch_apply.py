@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from kubevisor.apiserver.patch.apply import LAST_APPLIED, apply
 from kubevisor.apiserver.patch.errors import ConflictError, InvalidApplyError
 from kubevisor.apiserver.patch.managed import update_managed_fields
+from kubevisor.apiserver.patch.ssa import LAST_APPLIED, apply
 from tests.apiserver.patch.k8s_schemas import DEPLOYMENT, K8sSchemas
 
 T0, T1, T2 = "2024-05-01T10:00:00Z", "2024-05-01T10:01:00Z", "2024-05-01T10:02:00Z"
