@@ -120,3 +120,8 @@ class Informer:
                 delay = min(self._retry[0] * 2 ** (failures - 1), self._retry[1])
                 log.warning("%r: watch failed (%s); retrying in %.1fs", self, exc, delay)
                 await asyncio.sleep(delay)
+            except Exception:  # a malformed object or event: never let the cache die
+                failures += 1
+                delay = min(self._retry[0] * 2 ** (failures - 1), self._retry[1])
+                log.exception("%r: unexpected failure; retrying in %.1fs", self, delay)
+                await asyncio.sleep(delay)

@@ -250,11 +250,12 @@ class GarbageCollector:
             return
         prev = self.graph.upsert(node)
         if prev is None:
-            if node.owners or node.deleting:
+            if node.deleting or self._owners_need_a_look(node):
                 add(node.uid)
             return
         if node.owners != prev.owners:
-            add(node.uid)
+            if self._owners_need_a_look(node):
+                add(node.uid)
             for owner in set(prev.owners) - set(node.owners):
                 add(owner.uid)
         if (node.deleting, node.finalizers) != (prev.deleting, prev.finalizers):
@@ -262,6 +263,16 @@ class GarbageCollector:
             if node.waiting_for_dependents != prev.waiting_for_dependents:
                 for dep in self.graph.dependents(node.uid):
                     add(dep.uid)
+
+    def _owners_need_a_look(self, node: Node) -> bool:
+        """True unless every owner is in the graph and not waiting for its
+        dependents (then there is nothing to do; an owner's later deletion
+        enqueues its dependents)."""
+        for owner in node.owners:
+            known = self.graph.nodes.get(owner.uid)
+            if known is None or known.waiting_for_dependents:
+                return True
+        return False
 
     def _on_crd(self, etype: str, obj: JSON, old: JSON | None) -> None:
         self._rediscover.set()

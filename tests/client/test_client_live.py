@@ -16,6 +16,7 @@ from kubevisor.client import (
     NotFoundError,
     UnknownResourceError,
 )
+from tests.client.live import Live
 
 
 @pytest.fixture(autouse=True)
@@ -150,5 +151,46 @@ async def test_informer_cache_and_handlers(api: Client) -> None:
         assert [k for k in inf.keys() if k[1].startswith("i")] == [("default", "i1")]
         assert ("ADDED", "i0", False) in got and ("ADDED", "i1", False) in got
         assert ("DELETED", "i0", True) in got
+    finally:
+        task.cancel()
+
+
+async def test_watch_from_a_compacted_revision_relists_transparently(
+        api: Client, live: Live) -> None:
+    old = await api.create(cm("x0"))
+    await api.create(cm("x1"))
+    await api.delete("v1", "ConfigMap", "x0")
+    await live.store.compact(await live.store.current_revision())
+    seen: list[tuple[str, str]] = []
+    async for etype, obj in api.watch("v1", "ConfigMap", namespace="default",
+                                      resource_version=old["metadata"]["resourceVersion"]):
+        if etype == "BOOKMARK":
+            if obj["metadata"].get("annotations", {}).get(INITIAL_EVENTS_END) == "true":
+                break
+            continue
+        seen.append((etype, obj["metadata"]["name"]))
+    assert seen == [("ADDED", "x1")]
+
+
+async def test_informer_restart_drops_what_vanished_meanwhile(api: Client) -> None:
+    await api.create(cm("v0"))
+    await api.create(cm("v1"))
+    inf = Informer(api, "v1", "ConfigMap", namespace="default")
+    deleted: list[str] = []
+    inf.add_handler(lambda t, o, old: deleted.append(o["metadata"]["name"])
+                    if t == "DELETED" else None)
+    task = asyncio.create_task(inf.run())
+    await asyncio.wait_for(inf.synced.wait(), 10)
+    task.cancel()
+    await api.delete("v1", "ConfigMap", "v0")  # while nobody watches
+    task = asyncio.create_task(inf.run())
+    try:
+        for _ in range(200):
+            if inf.get("v0", "default") is None:
+                break
+            await asyncio.sleep(0.02)
+        assert inf.get("v0", "default") is None
+        assert inf.get("v1", "default") is not None
+        assert deleted == ["v0"]
     finally:
         task.cancel()

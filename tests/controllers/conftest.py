@@ -19,8 +19,8 @@ from tests.client.live import live_apiserver, require_apiserver
 async def api(tmp_path: Path) -> AsyncIterator[Client]:
     """A client on a fresh apiserver whose controllers run meanwhile."""
     require_apiserver()
-    async with live_apiserver(tmp_path) as url:
-        kubeconfig = url.kubeconfig  # type: ignore[attr-defined]
+    async with live_apiserver(tmp_path) as live:
+        kubeconfig = live.kubeconfig
         stop = asyncio.Event()
         manager = asyncio.create_task(run_controllers(kubeconfig, stop))
         try:
