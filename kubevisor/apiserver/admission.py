@@ -1,0 +1,79 @@
+"""Admission of a new object state: field validation mode, pruning of unknown
+fields, defaults, schema validation, managedFields.
+
+Called by the resource handlers on every create, update and patch after the
+object's server-owned metadata is set and before it is written. Unknown
+fields are rejected (``fieldValidation=Strict``, kubectl's default), warned
+about (``Warn``, the server's default) or silently dropped (``Ignore``), and
+in the last two cases pruned from the object as Go decoding and CRD pruning
+do. Validation errors become a 422 Invalid Status.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kubevisor.api import schemas, validation
+from kubevisor.api.kinds import ResourceType
+from kubevisor.apiserver import errors
+from kubevisor.apiserver.http import Request
+
+JSON = dict[str, Any]
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def field_validation_mode(req: Request) -> str:
+    mode = req.query.get("fieldValidation", "") or "Warn"
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise errors.bad_request(
+            f'fieldValidation parameter unsupported: {mode!r}. Supported values are '
+            '"Ignore", "Warn", "Strict"'.replace("'", '"', 2)
+        )
+    return mode
+
+
+def check_unknown_fields(rt: ResourceType, obj: JSON, req: Request) -> None:
+    """Apply the request's field validation mode to ``obj`` (pruning it)."""
+    mode = field_validation_mode(req)
+    schema = schemas.schema_of(rt)
+    unknown = validation.unknown_fields(schema, obj)
+    if not unknown:
+        return
+    if mode == "Strict":
+        raise errors.bad_request(
+            "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
+        )
+    if mode == "Warn":
+        req.warnings.extend(f'unknown field "{p}"' for p in unknown)
+    for path in unknown:
+        _remove(obj, path)
+
+
+def _remove(obj: Any, path: str) -> None:
+    steps = [m.group(1) if m.group(1) is not None else int(m.group(2))
+             for m in _STEP.finditer(path)]
+    cur = obj
+    for step in steps[:-1]:
+        try:
+            cur = cur[step]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(cur, dict):
+        cur.pop(steps[-1], None)
+
+
+def default_and_validate(rt: ResourceType, obj: JSON) -> None:
+    """Fill server-side defaults, then validate; 422 Invalid on errors."""
+    if rt.defaulter is not None:
+        rt.defaulter(obj)
+    errs = validation.validate(rt, obj)
+    if errs:
+        raise invalid_error(rt, obj, errs)
+
+
+def invalid_error(rt: ResourceType, obj: JSON, errs: list[validation.FieldError]) -> errors.ApiError:
+    name = (obj.get("metadata") or {}).get("name") or ""
+    causes = [{"reason": e.type, "message": e.body(), "field": e.field} for e in errs]
+    return errors.invalid(rt.kind, name, causes, rt.group)

@@ -1,0 +1,103 @@
+"""Legacy discovery documents: ``/api``, ``/apis``, ``/apis/<group>`` and the
+APIResourceList of each group-version, built from the registry.
+
+kubectl's request for aggregated discovery (``as=APIGroupDiscoveryList``) is
+answered with these legacy documents and ``Content-Type:
+application/json``, which client-go takes as an older server's answer and
+then fetches each group-version list. Documents are cached in the
+:class:`Context` until the registry changes. Called by the app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from kubevisor.api.kinds import ResourceType
+from kubevisor.apiserver.context import Context
+
+JSON = dict[str, Any]
+
+_SUB_VERBS = ["get", "patch", "update"]
+
+
+def _hash(rt: ResourceType) -> str:
+    digest = hashlib.sha256(f"{rt.group}/{rt.version}/{rt.kind}".encode()).digest()
+    import base64
+
+    return base64.b64encode(digest[:8]).decode()
+
+
+def _resources(rt: ResourceType) -> list[JSON]:
+    main: JSON = {
+        "name": rt.plural,
+        "singularName": rt.singular,
+        "namespaced": rt.namespaced,
+        "kind": rt.kind,
+        "verbs": list(rt.verbs),
+    }
+    if rt.short_names:
+        main["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        main["categories"] = list(rt.categories)
+    main["storageVersionHash"] = _hash(rt)
+    out = [main]
+    if rt.has_status:
+        out.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
+                    "kind": rt.kind, "verbs": list(_SUB_VERBS)})
+    if rt.scale is not None:
+        out.append({"name": f"{rt.plural}/scale", "singularName": "", "namespaced": rt.namespaced,
+                    "group": "autoscaling", "version": "v1", "kind": "Scale",
+                    "verbs": list(_SUB_VERBS)})
+    if rt.group == "" and rt.kind == "Namespace":
+        out.append({"name": "namespaces/finalize", "singularName": "", "namespaced": False,
+                    "kind": "Namespace", "verbs": ["update"]})
+    return out
+
+
+def resource_list(ctx: Context, group: str, version: str) -> bytes | None:
+    def build() -> bytes | None:
+        gv = f"{group}/{version}" if group else version
+        resources: list[JSON] = []
+        found = False
+        for rt in ctx.registry:
+            if rt.group == group and rt.version == version and rt.served:
+                found = True
+                resources.extend(_resources(rt))
+        if not found:
+            return None
+        return orjson.dumps({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                             "resources": resources})
+
+    cached: bytes = ctx.cached(f"rl:{group}/{version}", lambda: build() or b"")
+    return cached or None
+
+
+def _group(name: str, versions: list[str]) -> JSON:
+    entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"name": name, "versions": entries, "preferredVersion": entries[0]}
+
+
+def api_versions(ctx: Context) -> bytes:
+    return ctx.cached("api", lambda: orjson.dumps({
+        "kind": "APIVersions",
+        "versions": ctx.registry.group_versions().get("", ["v1"]),
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+    }))
+
+
+def group_list(ctx: Context) -> bytes:
+    def build() -> bytes:
+        groups = [_group(g, vs) for g, vs in ctx.registry.group_versions().items() if g]
+        return orjson.dumps({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+
+    return ctx.cached("apis", build)
+
+
+def group(ctx: Context, name: str) -> bytes | None:
+    versions = ctx.registry.group_versions().get(name)
+    if not versions or not name:
+        return None
+    return orjson.dumps({"kind": "APIGroup", "apiVersion": "v1", **_group(name, versions)})

@@ -1,0 +1,169 @@
+"""The apiserver's minimal HTTP vocabulary over raw ASGI.
+
+:class:`Request` (method, path, query, headers, body, user) is built once by
+the app; handlers return a :class:`Response` (one body) or a
+:class:`StreamResponse` (an async iterator of chunks, for watch). Also the
+media-type helpers: what the client accepts (JSON, YAML, Table) and how a
+request body decodes. Callers: ``app`` and every handler module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+import yaml
+
+from kubevisor.apiserver import errors
+from kubevisor.apiserver.config import UserInfo
+
+JSON = dict[str, Any]
+
+JSON_TYPE = "application/json"
+YAML_TYPE = "application/yaml"
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-cased names; repeated headers joined with ","
+    body: bytes = b""
+    user: UserInfo | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name, "").lower() in ("true", "1")
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = JSON_TYPE
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StreamResponse:
+    """A chunked response; ``chunks`` is consumed until exhausted or the
+    client disconnects (then it is closed)."""
+
+    status: int
+    chunks: AsyncIterator[bytes]
+    content_type: str = JSON_TYPE
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+Handler = Callable[[Request], Any]
+
+
+def parse_query(raw: bytes) -> dict[str, str]:
+    if not raw:
+        return {}
+    return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+
+
+# --- output negotiation ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What to send back: plain JSON/YAML, or a Table (``table``), or
+    PartialObjectMetadata (``partial``)."""
+
+    media: str = JSON_TYPE
+    table: bool = False
+    table_version: str = "v1"
+    partial: bool = False
+
+
+JSON_OUT = Output()
+
+
+def negotiate(accept: str) -> Output:
+    """Pick the first acceptable entry of an Accept header. Raises 406 when
+    only unsupported types (e.g. protobuf alone) are listed."""
+    if not accept:
+        return JSON_OUT
+    for entry in accept.split(","):
+        parts = [p.strip() for p in entry.split(";")]
+        media = parts[0].lower()
+        params = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        as_ = params.get("as", "")
+        if media in (JSON_TYPE, "*/*", "application/*"):
+            if as_ == "Table" and params.get("g") == "meta.k8s.io":
+                return Output(table=True, table_version=params.get("v", "v1"))
+            if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+                return Output(partial=True)
+            if as_:
+                continue
+            return JSON_OUT
+        if media in (YAML_TYPE, "application/yaml", "text/yaml") and not as_:
+            return Output(media=YAML_TYPE)
+    raise errors.not_acceptable()
+
+
+def dump(obj: Any, out: Output = JSON_OUT) -> bytes:
+    if out.media == YAML_TYPE:
+        return yaml.safe_dump(obj, sort_keys=False).encode()
+    return orjson.dumps(obj)
+
+
+def json_response(status: int, obj: Any, out: Output = JSON_OUT) -> Response:
+    return Response(status, dump(obj, out), out.media)
+
+
+def status_response(exc: errors.ApiError, out: Output = JSON_OUT) -> Response:
+    media = out.media if out.media == YAML_TYPE else JSON_TYPE
+    return Response(exc.code, dump(exc.status(), out) if media == YAML_TYPE
+                    else orjson.dumps(exc.status()), media)
+
+
+# --- input decoding -------------------------------------------------------
+
+BODY_TYPES = (JSON_TYPE, YAML_TYPE)
+
+
+def decode_body(req: Request, *, kinds: tuple[str, ...] = BODY_TYPES) -> Any:
+    """The request body as JSON-shaped data. 415 for other content types,
+    400 for bodies that do not parse."""
+    ctype = req.content_type or JSON_TYPE
+    if ctype not in kinds:
+        raise errors.unsupported_media_type(ctype, list(kinds))
+    if not req.body.strip():
+        raise errors.bad_request("the request body is empty")
+    return decode_bytes(req.body, ctype)
+
+
+class _JSONishLoader(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps as strings, as Kubernetes' YAML-to-JSON does."""
+
+
+_JSONishLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def decode_bytes(body: bytes, ctype: str) -> Any:
+    if ctype in (JSON_TYPE, "application/json-patch+json", "application/merge-patch+json",
+                 "application/strategic-merge-patch+json"):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
+    try:
+        return yaml.load(body, Loader=_JSONishLoader)
+    except yaml.YAMLError as exc:
+        raise errors.bad_request(f"error converting YAML to JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise errors.bad_request(f"error converting YAML to JSON: {exc}") from exc

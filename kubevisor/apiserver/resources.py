@@ -1,0 +1,527 @@
+"""REST verbs on a resource collection and its objects: create, get, list,
+update, delete and deletecollection, with kube-apiserver's semantics.
+
+Called by the app with the parsed path and the resolved
+:class:`ResourceType`; patch, watch, Table and the subresources live in
+their own modules and call back into the write helpers here
+(:func:`write_update`, :func:`delete_object`). Store errors are translated
+into Status errors where they enter.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import Any
+
+import orjson
+
+from kubevisor.api import selectors
+from kubevisor.api.kinds import ResourceType
+from kubevisor.api.meta import now_rfc3339
+from kubevisor.apiserver import admission, errors, managed, objects, storage, strategy, tables
+from kubevisor.apiserver.context import Context
+from kubevisor.apiserver.http import Output, Request, Response, decode_body, dump
+from kubevisor.apiserver.routing import RequestInfo
+from kubevisor.store import errors as store_errors
+from kubevisor.store.base import KeyValue
+
+JSON = dict[str, Any]
+
+_MAX_RETRIES = 16
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def is_dry_run(req: Request) -> bool:
+    value = req.query.get("dryRun")
+    if value is None:
+        return False
+    if value != "All":
+        raise errors.bad_request(f'Invalid dry run value "{value}". Supported: "All"')
+    return True
+
+
+def object_response(status: int, obj: JSON, out: Output, req: Request) -> Response:
+    return Response(status, dump(obj, out), out.media)
+
+
+async def get_kv(ctx: Context, key: str) -> KeyValue | None:
+    try:
+        return await ctx.store.get(key)
+    except store_errors.UnavailableError as exc:
+        raise errors.service_unavailable(str(exc)) from exc
+
+
+async def check_namespace_open(ctx: Context, rt: ResourceType, name: str, namespace: str) -> None:
+    """A namespaced create needs its namespace to exist and not be terminating."""
+    if not rt.namespaced:
+        return
+    ns_rt = ctx.registry.by_resource("", "v1", "namespaces")
+    if ns_rt is None:
+        return
+    kv = await get_kv(ctx, storage.key(ns_rt, "", namespace))
+    if kv is None:
+        raise errors.not_found("namespaces", namespace)
+    ns = orjson.loads(kv.value)
+    if ns["metadata"].get("deletionTimestamp") or (ns.get("status") or {}).get("phase") == "Terminating":
+        raise errors.forbidden(
+            rt.plural, name,
+            f"unable to create new content in namespace {namespace} because it is being terminated",
+            rt.group,
+        )
+
+
+def selectors_of(rt: ResourceType, req: Request) -> tuple[selectors.LabelSelector, selectors.FieldSelector]:
+    try:
+        label = selectors.parse_label_selector(req.query.get("labelSelector", ""))
+        field = selectors.parse_field_selector(req.query.get("fieldSelector", ""))
+    except selectors.SelectorError as exc:
+        raise errors.bad_request(str(exc)) from exc
+    allowed = {"metadata.name", "metadata.namespace", *rt.selectable_fields}
+    for f in field.fields():
+        if f not in allowed:
+            raise errors.bad_request(f'field label not supported: {f}')
+    return label, field
+
+
+def matcher(rt: ResourceType, label: selectors.LabelSelector, field: selectors.FieldSelector):  # type: ignore[no-untyped-def]
+    """A predicate on decoded objects, or None when everything matches."""
+    if label.empty and field.empty:
+        return None
+    fields = field.fields()
+
+    def match(obj: JSON) -> bool:
+        meta = obj.get("metadata") or {}
+        if not label.empty and not label.matches(meta.get("labels")):
+            return False
+        if fields:
+            values = {f: selectors.field_value(obj, f) for f in fields}
+            if not field.matches(values):
+                return False
+        return True
+
+    return match
+
+
+# --- create -----------------------------------------------------------------
+
+
+async def create(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType, out: Output) -> Response:
+    if rt.namespaced and not info.namespace:
+        raise errors.path_not_found()
+    obj = objects.check_body(rt, decode_body(req))
+    obj = await create_object(ctx, req, rt, obj, info.namespace)
+    return object_response(201, obj, out, req)
+
+
+async def create_object(ctx: Context, req: Request, rt: ResourceType, obj: JSON, namespace: str,
+                        *, manage: bool = True) -> JSON:
+    """Admit and store a new object; returns it with its resourceVersion."""
+    objects.check_namespace(rt, obj, namespace)
+    dry = is_dry_run(req)
+    admission.check_unknown_fields(rt, obj, req)
+    objects.prepare_create(rt, obj, now_rfc3339())
+    strategy.prepare_for_create(rt, obj)
+    admission.default_and_validate(rt, obj)
+    if manage:
+        managed.on_create(rt, obj, req)
+    name = obj["metadata"]["name"]
+    await check_namespace_open(ctx, rt, name, namespace)
+    key = storage.key(rt, namespace, name)
+    if dry:
+        if await get_kv(ctx, key) is not None:
+            raise errors.already_exists(rt.plural, name, rt.group)
+        return obj
+    try:
+        kv = await ctx.store.create(key, storage.encode(obj))
+    except store_errors.KeyExistsError as exc:
+        raise errors.already_exists(rt.plural, name, rt.group) from exc
+    except store_errors.UnavailableError as exc:
+        raise errors.service_unavailable(str(exc)) from exc
+    obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+    await after_write(ctx, rt, obj, None)
+    return obj
+
+
+async def after_write(ctx: Context, rt: ResourceType, obj: JSON | None, old: JSON | None) -> None:
+    """Side effects a write has at once in this process (CRDs change the registry)."""
+    if strategy.gk(rt) == strategy.CRD:
+        from kubevisor.apiserver import crds
+
+        crds.apply_to_registry(ctx, obj, old)
+
+
+# --- get / list ---------------------------------------------------------------
+
+
+async def get(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType, out: Output) -> Response:
+    kv = await get_kv(ctx, storage.key(rt, info.namespace, info.name))
+    if kv is None:
+        raise errors.not_found(rt.plural, info.name, rt.group)
+    if out.table:
+        obj = storage.decode(kv)
+        return tables.table_response(rt, [obj], req, out, list_meta={})
+    data = storage.raw(kv)
+    if not rt.storage:
+        data = storage.with_api_version(data, rt)
+    if out.media != "application/json":
+        return Response(200, dump(orjson.loads(data), out), out.media)
+    return Response(200, data)
+
+
+def _encode_continue(rev: int, start: str, consumed: int) -> str:
+    token = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": start, "n": consumed})
+    return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[int, str, int]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded))
+        if data.get("v") != "meta.k8s.io/v1":
+            raise ValueError("bad version")
+        return int(data["rv"]), str(data["start"]), int(data.get("n", 0))
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise errors.bad_request(f"invalid continue token: {exc}") from exc
+
+
+def _int_param(req: Request, name: str) -> int:
+    raw = req.query.get(name, "")
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise errors.bad_request(f"invalid {name} {raw!r}") from exc
+    if value < 0:
+        raise errors.bad_request(f"invalid {name} {raw!r}: must not be negative")
+    return value
+
+
+def list_revision(req: Request) -> int:
+    """The store revision a list reads at (0: now), from resourceVersion and
+    resourceVersionMatch."""
+    rv = req.query.get("resourceVersion", "")
+    match = req.query.get("resourceVersionMatch", "")
+    if match and match not in ("Exact", "NotOlderThan"):
+        raise errors.bad_request(f'invalid resourceVersionMatch "{match}"')
+    if match and not rv:
+        raise errors.bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
+    if not rv:
+        return 0
+    try:
+        value = int(rv)
+    except ValueError as exc:
+        raise errors.bad_request(f'invalid resource version "{rv}"') from exc
+    if match == "Exact":
+        if value == 0:
+            raise errors.bad_request("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"")
+        return value
+    return 0
+
+
+async def list_kvs(
+    ctx: Context, req: Request, rt: ResourceType, namespace: str
+) -> tuple[list[KeyValue], list[JSON] | None, int, str, int | None]:
+    """Read one page: (kvs, decoded objects when filtered else None,
+    revision, continue token, remainingItemCount)."""
+    label, field = selectors_of(rt, req)
+    # A metadata.namespace selector narrows the key range like a URL namespace.
+    ns_pin = field.value_of("metadata.namespace")
+    if rt.namespaced and not namespace and ns_pin:
+        namespace = ns_pin
+    match = matcher(rt, label, field)
+    limit = _int_param(req, "limit")
+    prefix = storage.prefix(rt, namespace)
+    token = req.query.get("continue", "")
+    revision = list_revision(req)
+    start_key: str | None = None
+    consumed = 0
+    if token:
+        revision, start, consumed = _decode_continue(token)
+        start_key = prefix + start
+    kvs: list[KeyValue] = []
+    decoded: list[JSON] = []
+    try:
+        while True:
+            batch = 0 if not limit else max(limit - len(kvs), 1 if match is None else 500)
+            res = await ctx.store.range(prefix, revision=revision, start_key=start_key, limit=batch)
+            revision = res.revision
+            for kv in res.kvs:
+                if match is not None:
+                    obj = storage.decode(kv)
+                    if not match(obj):
+                        start_key = kv.key
+                        continue
+                    decoded.append(obj)
+                kvs.append(kv)
+                start_key = kv.key
+                if limit and len(kvs) >= limit:
+                    break
+            if limit and len(kvs) >= limit:
+                more = res.more or kv is not res.kvs[-1]
+                break
+            if not res.more or not res.kvs:
+                more = False
+                break
+            start_key = res.kvs[-1].key
+    except store_errors.CompactedError as exc:
+        if token:
+            raise errors.expired(
+                "The provided continue parameter is too old to display a consistent list result. "
+                "You can start a new list without the continue parameter, or use the continue "
+                "token in this response to retrieve the remainder of the results. Continuing with "
+                "the provided token results in an inconsistent list - objects that were created, "
+                "modified, or deleted between the time the first chunk was returned and now may "
+                "show up in the list."
+            ) from exc
+        raise errors.expired(f"too old resource version: {revision} ({exc.compacted})") from exc
+    except store_errors.FutureRevisionError as exc:
+        raise errors.timeout(
+            f"Too large resource version: {exc.requested}, current: {exc.current}") from exc
+    except store_errors.UnavailableError as exc:
+        raise errors.service_unavailable(str(exc)) from exc
+    cont = ""
+    remaining: int | None = None
+    if limit and more and kvs:
+        consumed += len(kvs)
+        cont = _encode_continue(revision, kvs[-1].key[len(prefix):] + "\x00", consumed)
+        if match is None:
+            remaining = max(res.count - consumed, 0)
+    return kvs, (decoded if match is not None else None), revision, cont, remaining
+
+
+async def list_(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType, out: Output) -> Response:
+    kvs, decoded, revision, cont, remaining = await list_kvs(ctx, req, rt, info.namespace)
+    list_meta: JSON = {"resourceVersion": str(revision)}
+    if cont:
+        list_meta["continue"] = cont
+    if remaining is not None:
+        list_meta["remainingItemCount"] = remaining
+    if out.table:
+        objs = decoded if decoded is not None else [storage.decode(kv) for kv in kvs]
+        return tables.table_response(rt, objs, req, out, list_meta=list_meta)
+    head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.group_version,
+                         "metadata": list_meta})[:-1]
+    if decoded is not None:
+        items = [orjson.dumps(o) for o in decoded]
+    else:
+        items = [storage.raw(kv) for kv in kvs]
+    if not rt.storage:
+        items = [storage.with_api_version(i, rt) for i in items]
+    body = head + b',"items":[' + b",".join(items) + b"]}"
+    if out.media != "application/json":
+        return Response(200, dump(orjson.loads(body), out), out.media)
+    return Response(200, body)
+
+
+# --- update -------------------------------------------------------------------
+
+
+async def update(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType, out: Output,
+                 *, status_only: bool = False) -> Response:
+    obj = objects.check_body(rt, decode_body(req))
+    objects.check_namespace(rt, obj, info.namespace)
+    objects.check_url_name(obj, info.name)
+    admission.check_unknown_fields(rt, obj, req)
+    want_rv = obj["metadata"].get("resourceVersion") or ""
+    key = storage.key(rt, info.namespace, info.name)
+
+    def mutate(old: JSON | None) -> JSON:
+        if old is None:
+            return copy.deepcopy(obj)
+        if want_rv and want_rv != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(rt.plural, info.name, rt.group)
+        return copy.deepcopy(obj)
+
+    result, created = await write_update(
+        ctx, req, rt, key, mutate, status_only=status_only,
+        create_namespace=info.namespace if strategy.allow_create_on_update(rt) and not status_only
+        else None,
+        name=info.name, conditional=bool(want_rv),
+    )
+    return object_response(201 if created else 200, result, out, req)
+
+
+async def write_update(
+    ctx: Context,
+    req: Request,
+    rt: ResourceType,
+    key: str,
+    mutate: Any,
+    *,
+    name: str,
+    status_only: bool = False,
+    create_namespace: str | None = None,
+    conditional: bool = False,
+    subresource: str = "",
+    manage: bool = True,
+) -> tuple[JSON, bool]:
+    """Read-modify-write ``key``: ``mutate(old)`` returns the desired object
+    (``old`` is None when absent, which creates when ``create_namespace`` is
+    not None and is a 404 otherwise). Retries lost races unless
+    ``conditional``. Returns (stored object, created)."""
+    dry = is_dry_run(req)
+    for _ in range(_MAX_RETRIES):
+        kv = await get_kv(ctx, key)
+        if kv is None:
+            if create_namespace is None:
+                raise errors.not_found(rt.plural, name, rt.group)
+            new = mutate(None)
+            if new["metadata"].get("resourceVersion"):
+                raise errors.not_found(rt.plural, name, rt.group)
+            try:
+                return await create_object(ctx, req, rt, new, create_namespace,
+                                           manage=manage), True
+            except errors.ApiError as exc:
+                if exc.reason == "AlreadyExists":
+                    continue
+                raise
+        old = storage.decode(kv)
+        new = mutate(copy.deepcopy(old))
+        new = objects.prepare_update(rt, new, old, status_only=status_only)
+        if not status_only and subresource != "finalize":
+            strategy.prepare_for_update(rt, new, old)
+        admission.default_and_validate(rt, new)
+        if manage:
+            managed.on_update(rt, new, old, req, subresource=subresource)
+        if objects.same_object(new, old):
+            return old, False
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not _ns_finalizers(rt, new):
+            if dry:
+                return new, False
+            try:
+                deleted = await ctx.store.delete(key, expected_mod_revision=kv.mod_revision)
+            except (store_errors.ConflictError, store_errors.KeyNotFoundError) as exc:
+                if conditional:
+                    raise errors.conflict(rt.plural, name, rt.group) from exc
+                continue
+            meta["resourceVersion"] = str(deleted.mod_revision)
+            await after_write(ctx, rt, None, old)
+            return new, False
+        if dry:
+            meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+            return new, False
+        try:
+            stored = await ctx.store.update(key, storage.encode(new),
+                                            expected_mod_revision=kv.mod_revision)
+        except (store_errors.ConflictError, store_errors.KeyNotFoundError) as exc:
+            if conditional:
+                raise errors.conflict(rt.plural, name, rt.group) from exc
+            continue
+        except store_errors.UnavailableError as exc:
+            raise errors.service_unavailable(str(exc)) from exc
+        meta["resourceVersion"] = str(stored.mod_revision)
+        await after_write(ctx, rt, new, old)
+        return new, False
+    raise errors.conflict(rt.plural, name, rt.group)
+
+
+def _ns_finalizers(rt: ResourceType, obj: JSON) -> list[str]:
+    if strategy.gk(rt) != strategy.NAMESPACE:
+        return []
+    return list((obj.get("spec") or {}).get("finalizers") or [])
+
+
+# --- delete -------------------------------------------------------------------
+
+
+async def delete(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType, out: Output) -> Response:
+    from kubevisor.apiserver.http import decode_bytes
+
+    body = None
+    if req.body.strip():
+        body = decode_bytes(req.body, req.content_type or "application/json")
+    opts = objects.delete_options(body, req.query)
+    key = storage.key(rt, info.namespace, info.name)
+    obj, gone = await delete_object(ctx, req, rt, key, info.name, opts)
+    if gone and not strategy.returns_deleted_object(rt):
+        return object_response(200, objects.status_success(rt, obj), out, req)
+    return object_response(200, obj, out, req)
+
+
+async def delete_object(
+    ctx: Context, req: Request, rt: ResourceType, key: str, name: str, opts: JSON
+) -> tuple[JSON, bool]:
+    """Delete or start deleting; returns (object, removed from the store)."""
+    dry = bool(opts.get("dryRun")) and "All" in (opts.get("dryRun") or [])
+    if opts.get("dryRun") and not dry:
+        raise errors.bad_request(f'Invalid dry run value "{opts["dryRun"]}". Supported: "All"')
+    for _ in range(_MAX_RETRIES):
+        kv = await get_kv(ctx, key)
+        if kv is None:
+            raise errors.not_found(rt.plural, name, rt.group)
+        obj = storage.decode(kv)
+        objects.check_preconditions(rt, opts, obj)
+        meta = obj["metadata"]
+        old_finalizers = list(meta.get("finalizers") or [])
+        finalizers = objects.finalizers_for_delete(opts, old_finalizers)
+        grace = strategy.graceful_delete_seconds(rt, obj, opts.get("gracePeriodSeconds"))
+        if meta.get("deletionTimestamp") and grace > 0:
+            grace = 0 if opts.get("gracePeriodSeconds") == 0 else grace
+        pending = bool(finalizers) or grace > 0 or bool(_ns_finalizers(rt, obj))
+        if pending:
+            changed = finalizers != old_finalizers or not meta.get("deletionTimestamp")
+            if not changed:
+                return obj, False
+            updated = copy.deepcopy(obj)
+            objects.mark_deleted(updated, now_rfc3339(), grace)
+            if finalizers:
+                updated["metadata"]["finalizers"] = finalizers
+            else:
+                updated["metadata"].pop("finalizers", None)
+            if strategy.gk(rt) == strategy.NAMESPACE:
+                updated.setdefault("status", {})["phase"] = "Terminating"
+            if dry:
+                return updated, False
+            try:
+                stored = await ctx.store.update(key, storage.encode(updated),
+                                                expected_mod_revision=kv.mod_revision)
+            except (store_errors.ConflictError, store_errors.KeyNotFoundError):
+                continue
+            updated["metadata"]["resourceVersion"] = str(stored.mod_revision)
+            return updated, False
+        if dry:
+            return obj, True
+        if strategy.gk(rt) == strategy.CRD:
+            from kubevisor.apiserver import crds
+
+            await crds.delete_custom_objects(ctx, obj)
+        try:
+            deleted = await ctx.store.delete(key, expected_mod_revision=kv.mod_revision)
+        except (store_errors.ConflictError, store_errors.KeyNotFoundError):
+            continue
+        except store_errors.UnavailableError as exc:
+            raise errors.service_unavailable(str(exc)) from exc
+        meta["resourceVersion"] = str(deleted.mod_revision)
+        await after_write(ctx, rt, None, obj)
+        return obj, True
+    raise errors.conflict(rt.plural, name, rt.group)
+
+
+async def delete_collection(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType,
+                            out: Output) -> Response:
+    from kubevisor.apiserver.http import decode_bytes
+
+    body = None
+    if req.body.strip():
+        body = decode_bytes(req.body, req.content_type or "application/json")
+    opts = objects.delete_options(body, req.query)
+    kvs, decoded, _rev, _cont, _rem = await list_kvs(ctx, req, rt, info.namespace)
+    objs = decoded if decoded is not None else [storage.decode(kv) for kv in kvs]
+    items = []
+    for obj in objs:
+        meta = obj["metadata"]
+        key = storage.key(rt, meta.get("namespace", ""), meta["name"])
+        try:
+            deleted, _ = await delete_object(ctx, req, rt, key, meta["name"], opts)
+        except errors.ApiError as exc:
+            if exc.code == 404:
+                continue
+            raise
+        items.append(deleted)
+    result = {"kind": rt.list_kind, "apiVersion": rt.group_version, "metadata": {}, "items": items}
+    return object_response(200, result, out, req)
