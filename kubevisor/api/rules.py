@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from kubevisor.api.kinds import JSON, ResourceType
+from kubevisor.api.quantity import QuantityError, parse_quantity
 from kubevisor.api.validation import (
     DUPLICATE,
     FORBIDDEN,
+    NOT_FOUND,
     FieldError,
     GoRepr,
     invalid,
@@ -182,7 +184,29 @@ def _port_range(path: str, value: Any) -> list[FieldError]:
     return []
 
 
-def _containers(spec: JSON, path: str, field: str, names: set[str]) -> list[FieldError]:
+def _resources(resources: Any, path: str) -> list[FieldError]:
+    if not isinstance(resources, dict):
+        return []
+    errs: list[FieldError] = []
+    limits = resources.get("limits") or {}
+    requests = resources.get("requests") or {}
+    if not isinstance(limits, dict) or not isinstance(requests, dict):
+        return errs
+    for name, request in requests.items():
+        if name not in limits:
+            continue
+        try:
+            over = parse_quantity(request) > parse_quantity(limits[name])
+        except QuantityError:
+            continue  # the schema check reports malformed quantities
+        if over:
+            errs.append(invalid(f"{path}.requests[{name}]", str(request),
+                                f"must be less than or equal to {name} limit of {limits[name]}"))
+    return errs
+
+
+def _containers(spec: JSON, path: str, field: str, names: set[str],
+                volumes: set[str]) -> list[FieldError]:
     errs: list[FieldError] = []
     containers = spec.get(field)
     if not isinstance(containers, list):
@@ -214,6 +238,11 @@ def _containers(spec: JSON, path: str, field: str, names: set[str]) -> list[Fiel
             proto = port.get("protocol")
             if proto and proto not in _PROTOCOLS:
                 errs.append(not_supported(ppath + ".protocol", proto, _PROTOCOLS))
+        errs.extend(_resources(c.get("resources"), cpath + ".resources"))
+        for j, mount in enumerate(c.get("volumeMounts") or ()):
+            mname = mount.get("name") if isinstance(mount, dict) else None
+            if mname and mname not in volumes:
+                errs.append(FieldError(NOT_FOUND, f"{cpath}.volumeMounts[{j}].name", mname))
     return errs
 
 
@@ -224,9 +253,10 @@ def validate_pod_spec(spec: Any, path: str, *, restart: list[str] = _RESTART) ->
     errs: list[FieldError] = []
     if not spec.get("containers"):
         errs.append(required(path + ".containers"))
+    declared = {v.get("name") for v in spec.get("volumes") or () if isinstance(v, dict)}
     names: set[str] = set()
-    errs.extend(_containers(spec, path, "containers", names))
-    errs.extend(_containers(spec, path, "initContainers", names))
+    errs.extend(_containers(spec, path, "containers", names, declared))
+    errs.extend(_containers(spec, path, "initContainers", names, declared))
     policy = spec.get("restartPolicy")
     if policy and policy not in restart:
         errs.append(not_supported(path + ".restartPolicy", policy, restart))

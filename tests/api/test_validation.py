@@ -252,3 +252,15 @@ def test_pod_validation_is_fast() -> None:
     per_call = (time.perf_counter() - start) / n
     # About 40 µs on the reference 2-core machine; generous for parallel runs.
     assert per_call < 1e-3, f"{per_call * 1e6:.0f} µs per Pod"
+
+
+def test_requests_within_limits_and_mounts_of_declared_volumes() -> None:
+    pod = examples()[("", "Pod")]
+    resources = pod["spec"]["containers"][0]["resources"]
+    resources["requests"]["cpu"] = "1500m"
+    pod["spec"]["containers"][0]["volumeMounts"].append({"name": "data", "mountPath": "/d"})
+    assert _messages(validate(_rt("", "Pod"), pod)) == [
+        'spec.containers[0].resources.requests[cpu]: Invalid value: "1500m": must be less than '
+        "or equal to cpu limit of 1",
+        'spec.containers[0].volumeMounts[1].name: Not found: "data"',
+    ]
