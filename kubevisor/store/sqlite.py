@@ -22,8 +22,12 @@ of the process and a power loss or kernel crash too. Group commit spreads
 one fsync over a whole batch, which keeps this affordable.
 
 Reads use their own connections (WAL readers never wait for the writer):
-``get`` runs on the event loop's thread (a primary-key lookup is cheaper
-than a thread hop); ``range`` and history reads run in a small thread pool.
+``get`` runs on the event loop's thread (a primary-key lookup costs ~10 µs,
+less than a thread hop: 74k gets/s inline against 20k via the pool, 16
+tasks, measured); ``range`` and history reads run in a small thread pool.
+A range at a past revision reads unchanged keys from ``current`` and only
+the keys written since from the log, so paging at a recent revision (the
+apiserver's continue tokens) costs about as much as paging now.
 
 Watch: a watcher from an old revision first replays the log from the
 database in pages, up to the revision last fanned out; once caught up it
@@ -38,6 +42,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import operator
 import queue
 import sqlite3
 import threading
@@ -476,30 +481,34 @@ def _range(
     end = prefix_end(prefix)
     op, low = _key_bounds(prefix, start_key)
     fetch = limit + 1 if limit > 0 else -1
-    if revision == 0:
-        upper = " AND c.key < :end" if end is not None else ""
-        rows = conn.execute(
-            f"{_CURRENT_ROW} WHERE c.key {op} :low{upper} ORDER BY c.key LIMIT :fetch",
-            {"low": low, "end": end, "fetch": fetch},
+    upper = " AND c.key < :end" if end is not None else ""
+    params = {"low": low, "end": end, "fetch": fetch, "prefix": prefix, "at": at}
+    # Keys not written since `at` have their value at `at` in `current`...
+    unchanged = " AND c.mod_revision <= :at" if revision else ""
+    rows = conn.execute(
+        f"{_CURRENT_ROW} WHERE c.key {op} :low{upper}{unchanged} ORDER BY c.key LIMIT :fetch",
+        params,
+    ).fetchall()
+    count = conn.execute(
+        f"SELECT count(*) FROM current c WHERE c.key >= :prefix{upper}{unchanged}", params
+    ).fetchone()[0]
+    if revision:
+        # ...the keys written since (few, for a recent `at`) need the log:
+        # their newest row at or before `at`, unless it is a tombstone.
+        changed = conn.execute(
+            "SELECT l.key, l.value, l.create_revision, l.revision, l.deleted FROM ("
+            f"  SELECT DISTINCT c.key FROM log c WHERE c.revision > :at AND c.key >= :prefix{upper}"
+            ") t JOIN log l ON l.revision = ("
+            "  SELECT max(revision) FROM log WHERE key = t.key AND revision <= :at)",
+            params,
         ).fetchall()
-        count = conn.execute(
-            f"SELECT count(*) FROM current c WHERE c.key >= :prefix{upper}",
-            {"prefix": prefix, "end": end},
-        ).fetchone()[0]
-    else:
-        upper = " AND key < :end" if end is not None else ""
-        latest = (
-            "SELECT l.key, l.value, l.create_revision, l.revision FROM log l JOIN ("
-            f"SELECT max(revision) AS r FROM log WHERE key {op} :low{upper} AND revision <= :at "
-            "GROUP BY key) m ON l.revision = m.r WHERE l.deleted = 0 ORDER BY l.key LIMIT :fetch"
-        )
-        rows = conn.execute(latest, {"low": low, "end": end, "at": at, "fetch": fetch}).fetchall()
-        count = conn.execute(
-            "SELECT count(*) FROM log l JOIN ("
-            f"SELECT max(revision) AS r FROM log WHERE key >= :prefix{upper} AND revision <= :at "
-            "GROUP BY key) m ON l.revision = m.r WHERE l.deleted = 0",
-            {"prefix": prefix, "end": end, "at": at},
-        ).fetchone()[0]
+        live = [row[:4] for row in changed if not row[4]]
+        count += len(live)
+        extra = [row for row in live if (row[0] > low if op == ">" else row[0] >= low)]
+        if extra:
+            rows = sorted(rows + extra, key=operator.itemgetter(0))
+            if limit > 0:
+                rows = rows[:fetch]
     more = limit > 0 and len(rows) > limit
     if more:
         rows = rows[:limit]

@@ -335,3 +335,34 @@ async def test_closed_watcher_stops(store: Store, ns: str) -> None:
     await watcher.close()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(watcher.__anext__(), 5)
+
+
+async def test_paging_at_a_revision_ignores_later_writes(store: Store, ns: str) -> None:
+    """What the apiserver's continue tokens rely on: every page read at the
+    first page's revision shows the same snapshot, whatever happens meanwhile."""
+    kvs = [await store.create(f"{ns}k{i:02d}", f"v{i}".encode()) for i in range(30)]
+    expected = {kv.key: kv for kv in kvs}
+    first = await store.range(ns, limit=7)
+    at = first.revision
+    seen = list(first.kvs)
+    start_key = first.kvs[-1].key
+    step = 0
+    while True:
+        # churn: update, delete and create around the cursor before each page
+        victim = kvs[(step * 5 + 3) % 30]
+        live = await store.get(victim.key)
+        if live is not None:
+            if step % 2:
+                await store.delete(victim.key)
+            else:
+                await store.update(victim.key, b"changed", expected_mod_revision=live.mod_revision)
+        await store.create(f"{ns}k{step:02d}x", b"new")
+        page = await store.range(ns, revision=at, start_key=start_key, limit=7)
+        assert page.revision == at and page.count == 30
+        seen.extend(page.kvs)
+        step += 1
+        if not page.more:
+            break
+        start_key = page.kvs[-1].key
+    assert seen == [expected[key] for key in sorted(expected)]
+    assert (await store.range(ns)).count > 30
