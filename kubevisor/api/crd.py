@@ -22,6 +22,7 @@ from kubevisor.api.validation import (
     invalid,
     not_supported,
     required,
+    validate_schema,
 )
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -95,6 +96,13 @@ def _structural_errors(schema: Any, path: str, *, root: bool = False,
                              if items else "must not be empty for specified object fields"))
     if typ is not None and typ not in _TYPES:
         errs.append(not_supported(path + ".type", typ, sorted(_TYPES)))
+    if schema.get("uniqueItems") is True:
+        errs.append(FieldError("FieldValueForbidden", path + ".uniqueItems", None,
+                               "uniqueItems cannot be set to true since the runtime complexity "
+                               "becomes quadratic"))
+    if "default" in schema and not root:
+        bare = {k: v for k, v in schema.items() if k != "default"}
+        errs.extend(validate_schema(bare, schema["default"], path=path + ".default"))
     if schema.get("additionalProperties") is False:
         errs.append(FieldError("FieldValueForbidden", path + ".additionalProperties", None,
                                "must not be used in structural schemas"))
@@ -146,6 +154,17 @@ def _version_errors(version: Any, path: str) -> list[FieldError]:
             elif not str(value).startswith("."):
                 errs.append(invalid(f"{path}.subresources.scale.{key}", value,
                                     "should be a json path under .spec or .status"))
+    fields = version.get("selectableFields") or ()
+    if len(fields) > 8:
+        errs.append(FieldError("FieldValueTooMany", path + ".selectableFields", len(fields),
+                               "must have at most 8 items"))
+    for i, selectable in enumerate(fields):
+        json_path = selectable.get("jsonPath") if isinstance(selectable, dict) else None
+        if not json_path:
+            errs.append(required(f"{path}.selectableFields[{i}].jsonPath"))
+        elif not str(json_path).startswith("."):
+            errs.append(invalid(f"{path}.selectableFields[{i}].jsonPath", json_path,
+                                "must be a simple json path starting with ."))
     for i, col in enumerate(version.get("additionalPrinterColumns") or ()):
         cpath = f"{path}.additionalPrinterColumns[{i}]"
         if not isinstance(col, dict):
@@ -258,6 +277,9 @@ def resource_types(crd: JSON) -> list[ResourceType]:
                 label_selector_path=scale.get("labelSelectorPath"),
             ) if isinstance(scale, dict) else None,
             printer_columns=printers.custom_columns(_columns(version)),
+            selectable_fields=tuple(
+                str(f["jsonPath"]).lstrip(".") for f in version.get("selectableFields") or ()
+                if isinstance(f, dict) and f.get("jsonPath")),
             schema=schema,
             storage=bool(version.get("storage")),
             served=True,

@@ -232,11 +232,40 @@ class _Node:
     """One compiled schema node; ``check`` appends errors for a value."""
 
     __slots__ = (
-        "additional", "all_of", "any_of", "builtin", "embedded", "enum", "fmt", "fmt_name",
-        "int_or_string", "items", "max_items", "max_length", "max_props", "maximum", "min_items",
-        "min_length", "min_props", "minimum", "multiple_of", "not_", "nullable", "one_of",
-        "pattern", "pattern_src", "preserve", "props", "quantity", "required", "type", "unique",
-        "x_max", "x_min",
+        "additional",
+        "all_of",
+        "any_of",
+        "builtin",
+        "embedded",
+        "enum",
+        "fmt",
+        "fmt_name",
+        "int_or_string",
+        "items",
+        "list_keys",
+        "list_type",
+        "max_items",
+        "max_length",
+        "max_props",
+        "maximum",
+        "min_items",
+        "min_length",
+        "min_props",
+        "minimum",
+        "multiple_of",
+        "not_",
+        "nullable",
+        "one_of",
+        "pattern",
+        "pattern_src",
+        "preserve",
+        "props",
+        "quantity",
+        "required",
+        "type",
+        "unique",
+        "x_max",
+        "x_min",
     )
 
     def __init__(self) -> None:
@@ -263,6 +292,8 @@ class _Node:
         self.pattern: re.Pattern[str] | None = None
         self.pattern_src = ""
         self.unique = False
+        self.list_type = ""
+        self.list_keys: tuple[str, ...] = ()
         self.all_of: list[_Node] = []
         self.any_of: list[_Node] = []
         self.one_of: list[_Node] = []
@@ -376,6 +407,12 @@ class _Compiler:
             except re.error:
                 node.pattern = None
         node.unique = bool(schema.get("uniqueItems"))
+        if not self.builtin:
+            # Built-ins check duplicates in their own rules (Go validation).
+            list_type = schema.get("x-kubernetes-list-type")
+            if list_type in ("set", "map"):
+                node.list_type = list_type
+                node.list_keys = tuple(schema.get("x-kubernetes-list-map-keys") or ())
 
     def _merge_ref(self, node: _Node, ref: str) -> None:
         target = self.named_node(schemas.ref_name(ref))
@@ -473,6 +510,8 @@ def _check_array(node: _Node, value: list[Any], path: str, errs: list[FieldError
     if node.min_items is not None and n < node.min_items:
         errs.append(invalid(path, n, f"{_in_body(path)} should have at least "
                                      f"{node.min_items} items"))
+    if node.list_type:
+        _check_list_type(node, value, path, errs)
     if node.unique:
         seen: set[bytes] = set()
         for item in value:
@@ -481,6 +520,24 @@ def _check_array(node: _Node, value: list[Any], path: str, errs: list[FieldError
                 errs.append(FieldError(DUPLICATE, path, item, ""))
                 break
             seen.add(key)
+
+
+def _check_list_type(node: _Node, value: list[Any], path: str, errs: list[FieldError]) -> None:
+    seen: set[bytes] = set()
+    for i, item in enumerate(value):
+        if node.list_type == "map":
+            if not isinstance(item, dict):
+                continue
+            keyed = {k: item.get(k) for k in node.list_keys}
+            key = orjson.dumps(keyed, option=orjson.OPT_SORT_KEYS)
+            shown: Any = GoRepr("map[string]interface {}{" + ", ".join(
+                f'"{k}":{go_value(v)}' for k, v in sorted(keyed.items())) + "}")
+        else:
+            key = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+            shown = item
+        if key in seen:
+            errs.append(FieldError(DUPLICATE, f"{path}[{i}]", shown))
+        seen.add(key)
 
 
 def _check_string(node: _Node, value: str, path: str, errs: list[FieldError]) -> None:

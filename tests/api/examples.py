@@ -172,6 +172,7 @@ def crd_example() -> dict[str, Any]:
                         "specReplicasPath": ".spec.replicas",
                         "statusReplicasPath": ".status.replicas",
                         "labelSelectorPath": ".status.selector"}},
+                    "selectableFields": [{"jsonPath": ".spec.cronSpec"}],
                     "additionalPrinterColumns": [
                         {"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"},
                         {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
@@ -199,7 +200,14 @@ def crd_example() -> dict[str, Any]:
                                     "port": {"x-kubernetes-int-or-string": True},
                                     "note": {"type": "string", "nullable": True},
                                     "tags": {"type": "array", "items": {"type": "string"},
-                                             "maxItems": 3, "uniqueItems": True},
+                                             "maxItems": 3, "x-kubernetes-list-type": "set"},
+                                    "ports": {"type": "array",
+                                              "x-kubernetes-list-type": "map",
+                                              "x-kubernetes-list-map-keys": ["name"],
+                                              "items": {"type": "object", "required": ["name"],
+                                                        "properties": {
+                                                            "name": {"type": "string"},
+                                                            "port": {"type": "integer"}}}},
                                     "extra": {"type": "object",
                                               "x-kubernetes-preserve-unknown-fields": True},
                                     "template": {"type": "object",

@@ -87,6 +87,18 @@ def test_structural_schema() -> None:
         "and generateName, but metadata is implicitly specified",
     ]
     crd = crd_example()
+    spec_props = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"]
+    spec_props["tags"]["uniqueItems"] = True
+    spec_props["replicas"]["default"] = "one"
+    assert _messages(crd) == [
+        f'{base}.properties[spec].properties[replicas].default: Invalid value: "string": '
+        f"{base}.properties[spec].properties[replicas].default in body must be of type "
+        'integer: "string"',
+        f"{base}.properties[spec].properties[tags].uniqueItems: Forbidden: uniqueItems cannot "
+        "be set to true since the runtime complexity becomes quadratic",
+    ]
+    crd = crd_example()
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = {"properties": {}}
     assert _messages(crd) == [f"{base}.type: Required value: must not be empty at the root"]
 
@@ -117,6 +129,7 @@ def test_resource_types() -> None:
     assert v1.scale == ScaleSubresource(".spec.replicas", ".status.replicas", ".status.selector")
     assert v1.schema is crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     assert v1.schema_name is None
+    assert v1.selectable_fields == ("spec.cronSpec",)
     assert not v1beta1.storage and not v1beta1.has_status and v1beta1.scale is None
     crd["spec"]["scope"] = "Cluster"
     assert not resource_types(crd)[0].namespaced

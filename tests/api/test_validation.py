@@ -177,7 +177,8 @@ def test_custom_resource_schema_keywords() -> None:
                                  env={"A": "b"})) == []
     bad = _crontab(cronSpec="every minute", image="x" * 65, replicas=11, policy="Maybe",
                    port=1.5, tags=["a", "a", "b", "c"], template={"kind": "Pod"},
-                   env={"A": 1})
+                   env={"A": 1}, ports=[{"name": "http", "port": 80},
+                                        {"name": "http", "port": 81}])
     bad["spec"]["cronSpec"] = None
     assert _messages(validate(rt, bad)) == [
         'spec.cronSpec: Invalid value: "null": spec.cronSpec in body must be of type string: '
@@ -189,10 +190,11 @@ def test_custom_resource_schema_keywords() -> None:
         'spec.port: Invalid value: "number": spec.port in body must be of type '
         'integer,string: "number"',
         "spec.tags: Too many: 4: must have at most 3 items",
-        'spec.tags: Duplicate value: "a"',
+        'spec.tags[1]: Duplicate value: "a"',
         "spec.template.apiVersion: Required value: must not be empty",
         'spec.env.A: Invalid value: "integer": spec.env.A in body must be of type string: '
         '"integer"',
+        'spec.ports[1]: Duplicate value: map[string]interface {}{"name":"http"}',
     ]
     missing = _crontab()
     del missing["spec"]["cronSpec"]
