@@ -40,6 +40,7 @@ class Node:
         "_ref",
         "atomic",
         "elem",
+        "exts",
         "key_defaults",
         "keys",
         "kind",
@@ -61,10 +62,22 @@ class Node:
         self.patch_strategy: tuple[str, ...] = ()
         self.preserve_unknown = False
         self.required: frozenset[str] = frozenset()
+        self.exts: dict[str, Any] = {}
         self._fields: dict[str, Node] | None = None
         self._props: Mapping[str, Any] | None = None
         self._ref = ""
         self._compiler: _Compiler | None = None
+
+    def clone(self) -> Node:
+        other = Node(self.kind)
+        other.become(self)
+        return other
+
+    def become(self, other: Node) -> None:
+        """Copy every attribute of ``other`` (fills a placeholder)."""
+        for slot in Node.__slots__:
+            setattr(self, slot, getattr(other, slot))
+        self.key_defaults = dict(other.key_defaults)
 
     @property
     def fields(self) -> dict[str, Node]:
@@ -134,6 +147,7 @@ class _Compiler:
     def __init__(self, defs: Mapping[str, Mapping[str, Any]]) -> None:
         self.defs = defs
         self.struct_cache: dict[str, dict[str, Node]] = {}
+        self.ref_nodes: dict[str, Node] = {}
 
     def struct_fields(self, ref: str, props: Mapping[str, Any]) -> dict[str, Node]:
         if ref:
@@ -152,23 +166,50 @@ class _Compiler:
             return ANY_NODE
         exts: dict[str, Any] = {}
         target: Mapping[str, Any] = schema
-        ref = ""
-        for _ in range(32):  # follow $ref / single-allOf chains, collecting extensions
+        for _ in range(32):  # unwrap single-allOf wrappers, collecting extensions
             for k, v in target.items():
                 if k.startswith("x-kubernetes-") and k not in exts:
                     exts[k] = v
-            nxt: Mapping[str, Any] | None = None
             if "$ref" in target:
-                ref = _ref_name(target["$ref"])
-                nxt = self.defs.get(ref)
-            else:
-                all_of = target.get("allOf")
-                if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], Mapping):
-                    nxt = all_of[0]
-            if nxt is None:
-                break
-            target = nxt
-        node = self._kind_of(target, exts, ref)
+                base = self._ref_node(_ref_name(target["$ref"]))
+                if not exts:
+                    return base
+                node = base.clone()
+                self._semantics(node, {**base.exts, **exts})
+                return node
+            all_of = target.get("allOf")
+            if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], Mapping):
+                target = all_of[0]
+                continue
+            break
+        node = self._kind_of(target, exts, "")
+        self._semantics(node, exts)
+        return node
+
+    def _ref_node(self, name: str) -> Node:
+        """The shared node of a named definition; a placeholder while it is
+        being compiled, so recursive definitions terminate."""
+        hit = self.ref_nodes.get(name)
+        if hit is not None:
+            return hit
+        node = Node(ANY)
+        self.ref_nodes[name] = node
+        target = self.defs.get(name)
+        if target is None:
+            return node
+        exts = {k: v for k, v in target.items() if k.startswith("x-kubernetes-")}
+        inner = target
+        all_of = target.get("allOf")
+        if "$ref" in target or (isinstance(all_of, list) and len(all_of) == 1):
+            built = self.compile(target)
+        else:
+            built = self._kind_of(inner, exts, name)
+            self._semantics(built, exts)
+        node.become(built)
+        return node
+
+    def _semantics(self, node: Node, exts: dict[str, Any]) -> None:
+        node.exts = exts
         strategy = exts.get("x-kubernetes-patch-strategy")
         if isinstance(strategy, str) and strategy:
             node.patch_strategy = tuple(s.strip() for s in strategy.split(",") if s.strip())
@@ -179,7 +220,6 @@ class _Compiler:
             self._list_semantics(node, exts)
         elif node.kind in (STRUCT, MAP):
             node.atomic = exts.get("x-kubernetes-map-type") == "atomic"
-        return node
 
     def _kind_of(self, target: Mapping[str, Any], exts: Mapping[str, Any], ref: str) -> Node:
         if exts.get("x-kubernetes-int-or-string") or "oneOf" in target or "anyOf" in target:

@@ -122,6 +122,18 @@ def _list_pes(items: list[Any], node: Node, strict: bool, where: str) -> list[st
     return pes
 
 
+def _duplicates(pes: list[str]) -> set[str]:
+    if len(pes) < 2:
+        return set()
+    seen: set[str] = set()
+    dups: set[str] = set()
+    for pe in pes:
+        if pe in seen:
+            dups.add(pe)
+        seen.add(pe)
+    return dups
+
+
 # -- ToFieldSet ------------------------------------------------------------------
 
 
@@ -251,11 +263,13 @@ def _all_added(value: Any, node: Node, t: Trie, exists: bool = False) -> None:
             t[SELF] = {}
             return
         elem = node.item()
+        dups = _duplicates(pes)
         for pe, item in zip(pes, value, strict=True):
             sub = t.get(pe)
             if sub is None:
                 sub = t[pe] = {}
-                _all_added(item, elem, sub, False)
+                if pe not in dups:  # duplicated items are owned whole, not field by field
+                    _all_added(item, elem, sub, False)
             sub[SELF] = {}
         t[SELF] = {}
         return
@@ -329,8 +343,12 @@ def _cmp(lhs: Any, rhs: Any, node: Node, path: tuple[str, ...], out: Comparison)
                 if ll != rl:
                     insert(out.modified, (*path, pe))
             elif len(ll) >= 2:
+                if rl:
+                    _cmp(MISSING, rl[0], elem, (*path, pe), out)
                 insert(out.removed, (*path, pe))
             else:
+                if ll:
+                    _cmp(ll[0], MISSING, elem, (*path, pe), out)
                 insert(out.added, (*path, pe))
     else:
         ld = lhs if lhs is not MISSING else {}
@@ -441,13 +459,15 @@ def remove_items(value: Any, t: Trie, node: Node) -> Any:
         if pes is None:
             return value
         elem = node.item()
+        dups = _duplicates(pes)
         out_l: list[Any] = []
         for pe, item in zip(pes, value, strict=True):
             sub = t.get(pe)
             if sub is None:
                 out_l.append(item)
             elif SELF not in sub:
-                out_l.append(remove_items(item, sub, elem))
+                # duplicated items are owned whole: never trimmed field by field
+                out_l.append(item if pe in dups else remove_items(item, sub, elem))
         return out_l
     if kind in (MAP, STRUCT):
         out: dict[str, Any] = {}
