@@ -57,6 +57,6 @@ def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubeviso
 def ns(server: KubevisorServer) -> Iterator[str]:
     """A fresh namespace on the module's server, deleted (not awaited) after."""
     name = unique("e2e")
-    server.kubectl("create", "namespace", name)
+    server.create_namespace(name)
     yield name
     server.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)

@@ -272,6 +272,23 @@ class KubevisorServer:
         result = self.kubectl(*args, "-o", "json", timeout=timeout)
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 
+    def create_namespace(self, name: str) -> None:
+        """``kubectl create -f`` of a Namespace manifest (JSON on the wire)."""
+        manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        self.kubectl("create", "-f", "-", input=json.dumps(manifest))
+
+    def create_configmap(
+        self, name: str, namespace: str, data: Mapping[str, str] | None = None, *args: str
+    ) -> subprocess.CompletedProcess[str]:
+        """``kubectl create -f`` of a ConfigMap manifest (JSON on the wire)."""
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": dict(data or {}),
+        }
+        return self.kubectl("create", "-f", "-", *args, input=json.dumps(manifest))
+
     def apply_yaml(self, manifest: str, *args: str) -> str:
         """``kubectl apply -f -`` of a manifest; returns stdout."""
         return self.kubectl("apply", "-f", "-", *args, input=manifest).stdout
