@@ -66,15 +66,24 @@ def _route(registry: Registry, path: str) -> dict | bytes | None:
 @contextmanager
 def serve(registry: Registry, writes: list[str] | None = None) -> Iterator[str]:
     """Serve ``registry`` on a free loopback port; yields the base URL.
-    POST/PUT/PATCH requests echo their body back (201) and their path with
-    query string is appended to ``writes``."""
+    POST stores the object and echoes it (201); PUT/PATCH echo the stored
+    object; each write is appended to ``writes`` as
+    ``"<METHOD> <path?query> <content-type> <body>"``."""
+    objects: dict[str, bytes] = {}
 
     class Handler(BaseHTTPRequestHandler):
         def _write(self) -> None:
-            if writes is not None:
-                writes.append(f"{self.command} {self.path}")
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(201)
+            if writes is not None:
+                writes.append(f"{self.command} {self.path} {self.headers.get('Content-Type')} "
+                              f"{raw.decode()}")
+            path = urlsplit(self.path).path
+            if self.command == "POST":
+                name = orjson.loads(raw)["metadata"]["name"]
+                objects[f"{path}/{name}"] = raw
+            else:
+                raw = objects.get(path, raw)
+            self.send_response(201 if self.command == "POST" else 200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
             self.end_headers()
@@ -83,7 +92,8 @@ def serve(registry: Registry, writes: list[str] | None = None) -> Iterator[str]:
         do_POST = do_PUT = do_PATCH = _write
 
         def do_GET(self) -> None:
-            body = _route(registry, urlsplit(self.path).path)
+            path = urlsplit(self.path).path
+            body = objects.get(path) or _route(registry, path)
             if body is None:
                 self.send_response(404)
                 raw = orjson.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",

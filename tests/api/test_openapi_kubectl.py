@@ -83,3 +83,28 @@ def test_kubectl_sends_strict_field_validation(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert len(writes) == 2
     assert all("fieldValidation=Strict" in w for w in writes), writes
+
+
+def test_client_side_apply_finds_patch_merge_keys(tmp_path: Path) -> None:
+    """kubectl apply computes a strategic merge patch from the served schema:
+    the ``$setElementOrder`` directive shows it found containers' merge key."""
+    writes: list[str] = []
+    manifest = tmp_path / "deploy.yaml"
+    deploy = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\n"
+        "spec:\n  selector: {matchLabels: {app: web}}\n  template:\n"
+        "    metadata: {labels: {app: web}}\n    spec:\n      containers:\n"
+        "      - {name: a, image: IMAGE}\n      - {name: b, image: busybox}\n")
+    with serve(_registry(), writes) as url:
+        manifest.write_text(deploy.replace("IMAGE", "nginx:1.27"))
+        out = _kubectl(url, tmp_path, "apply", "-f", str(manifest))
+        assert out.returncode == 0, out.stderr
+        manifest.write_text(deploy.replace("IMAGE", "nginx:1.28"))
+        out = _kubectl(url, tmp_path, "apply", "-f", str(manifest))
+        assert out.returncode == 0, out.stderr
+    assert writes[0].startswith("POST /apis/apps/v1/namespaces/default/deployments?")
+    patch = writes[-1]
+    assert patch.startswith("PATCH /apis/apps/v1/namespaces/default/deployments/web?"), patch
+    assert "application/strategic-merge-patch+json" in patch, patch
+    assert '"$setElementOrder/containers":[{"name":"a"},{"name":"b"}]' in patch, patch
+    assert '"image":"nginx:1.28"' in patch
