@@ -674,16 +674,14 @@ class SqliteWatcher:
             hub = self._store._hub
             upto = hub.published
             if self._cursor >= upto:
-                hub.attach(self)  # no await since reading `published`: no gap
-                self._live = True
+                self._go_live()  # no await since reading `published`: no gap
                 break
             events, covered = await self._store._read_pooled(
                 functools.partial(_history_snapshot, prefix=self.prefix, after=self._cursor, upto=upto)
             )
             self._cursor = covered
-            if covered >= hub.published and not self._done:
-                hub.attach(self)  # caught up: go live now, no gap since `covered`
-                self._live = True
+            if covered >= hub.published:
+                self._go_live()  # caught up: go live now, no gap since `covered`
             if events:
                 self._raise_if_ended()
                 return events
@@ -697,7 +695,16 @@ class SqliteWatcher:
         n = min(len(self._buffer), _MAX_EVENTS_PER_BATCH)
         return [self._buffer.popleft() for _ in range(n)]
 
+    def _go_live(self) -> None:
+        if self._store._closed:
+            self._done = True  # the store closed while we replayed
+        if not self._done:
+            self._store._hub.attach(self)
+        self._live = True
+
     def _raise_if_ended(self) -> None:
+        if self._store._closed and not self._live:
+            self._done = True
         if self._error is not None:
             error, self._error = self._error, None
             raise error

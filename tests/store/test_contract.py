@@ -366,3 +366,14 @@ async def test_paging_at_a_revision_ignores_later_writes(store: Store, ns: str) 
         start_key = page.kvs[-1].key
     assert seen == [expected[key] for key in sorted(expected)]
     assert (await store.range(ns)).count > 30
+
+
+async def test_closing_the_store_ends_its_watchers(store: Store, ns: str) -> None:
+    watcher = store.watch(ns, after_revision=await store.current_revision())
+    await store.create(ns + "a", b"1")
+    assert len(await collect(watcher, 1)) == 1
+    pending = asyncio.create_task(watcher.__anext__())
+    await asyncio.sleep(0.05)
+    await store.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(pending, 5)

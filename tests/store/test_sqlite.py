@@ -215,3 +215,16 @@ async def test_compaction_in_steps_frees_history(tmp_path: Path, monkeypatch: py
         assert events[0].prev == kvs["/k1"]
     finally:
         await store.close()
+
+
+async def test_close_ends_watchers_that_never_went_live(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    await store.start()
+    await store.create("/a", b"1")
+    replaying = store.watch("/", after_revision=0)
+    unstarted = store.watch("/", after_revision=0)
+    assert len(await asyncio.wait_for(replaying.__anext__(), 5)) == 1
+    await store.close()
+    for watcher in (replaying, unstarted):
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(watcher.__anext__(), 5)
