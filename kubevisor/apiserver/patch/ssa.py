@@ -80,6 +80,8 @@ def apply(
             f"Specified patch version: {gv}, expected: {api_version}"
         )
     version = api_version or gv
+    if not version:
+        raise InvalidApplyError("invalid object type: the apply configuration has no apiVersion")
     meta = applied.get("metadata")
     if isinstance(meta, dict) and meta.get("managedFields") is not None:
         raise InvalidApplyError("metadata.managedFields must be nil")

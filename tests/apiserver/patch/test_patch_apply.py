@@ -235,6 +235,7 @@ def test_status_subresource_apply(k8s: K8sSchemas) -> None:
         (lambda c: containers(c).append({"image": "nameless"}), "omits key field 'name'"),
         (lambda c: c["spec"].__setitem__("replicas", {"a": 1}), "expected scalar"),
         (lambda c: c["spec"].__setitem__("template", "x"), "expected map"),
+        (lambda c: c.pop("apiVersion"), "Incorrect version specified in apply patch"),
     ],
 )
 def test_invalid_configurations_are_bad_requests(k8s: K8sSchemas, mutate: Any, message: str) -> None:
@@ -284,3 +285,31 @@ def test_custom_resource_inline_schema(k8s: K8sSchemas) -> None:
     assert [d["name"] for d in out["spec"]["disks"]] == ["root", "data"]
     with pytest.raises(InvalidApplyError, match="field not declared"):
         apply(None, {**vm, "spec": {"sise": 1}}, manager="m", force=False, schema=CRD_SCHEMA, defs={}, now=T0)
+
+
+RECURSIVE_DEFS: dict[str, Any] = {
+    "root": {"type": "object", "properties": {"tree": {"$ref": "#/components/schemas/tree"}}},
+    "tree": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/tree"}},
+}
+
+
+def test_recursive_schema_compiles_and_merges() -> None:
+    schema = {"$ref": "#/components/schemas/root"}
+    one = apply(None, {"apiVersion": "t/v1", "tree": {"a": {"b": {}}}}, manager="x", force=False, schema=schema,
+                defs=RECURSIVE_DEFS, now=T0)
+    two = apply(one, {"apiVersion": "t/v1", "tree": {"a": {"c": {}}}}, manager="y", force=False, schema=schema,
+                defs=RECURSIVE_DEFS, now=T1)
+    assert two["tree"] == {"a": {"b": {}, "c": {}}}
+
+
+def test_duplicated_items_in_live_are_owned_whole_and_kept(k8s: K8sSchemas) -> None:
+    obj = ssa(k8s, None, config(), manager="applier")
+    dup = copy.deepcopy(obj)
+    env = [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]
+    containers(dup)[0]["env"] = env
+    dup = update(k8s, obj, dup, "editor")
+    owned = managers(dup)["editor"]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"][
+        'k:{"name":"nginx"}']["f:env"]
+    assert owned == {".": {}, 'k:{"name":"A"}': {}}  # the duplicated item as a whole, no fields
+    again = ssa(k8s, dup, config(), manager="applier", now=T2)
+    assert containers(again)[0]["env"] == env
