@@ -262,6 +262,7 @@ class _Node:
         "props",
         "quantity",
         "required",
+        "simple",
         "type",
         "unique",
         "x_max",
@@ -293,6 +294,8 @@ class _Node:
         self.pattern_src = ""
         self.unique = False
         self.list_type = ""
+        # Python classes a value may have to pass with no further check (None: check fully).
+        self.simple: frozenset[type] | None = None
         self.list_keys: tuple[str, ...] = ()
         self.all_of: list[_Node] = []
         self.any_of: list[_Node] = []
@@ -407,6 +410,7 @@ class _Compiler:
             except re.error:
                 node.pattern = None
         node.unique = bool(schema.get("uniqueItems"))
+        node.simple = _simple_classes(node)
         if not self.builtin:
             # Built-ins check duplicates in their own rules (Go validation).
             list_type = schema.get("x-kubernetes-list-type")
@@ -420,6 +424,27 @@ class _Compiler:
             return
         # A ref with siblings: the siblings only describe, so share the target's checks.
         node.all_of = [target, *node.all_of]
+
+
+_SCALAR_CLASSES: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "boolean": frozenset({bool}),
+    "integer": frozenset({int}),
+    "number": frozenset({int, float}),
+}
+
+
+def _simple_classes(node: _Node) -> frozenset[type] | None:
+    """For a scalar node whose only constraint is its type, the classes that
+    pass it (a fast path for the bulk of a Kubernetes object's fields)."""
+    if node.type not in _SCALAR_CLASSES or node.all_of or node.int_or_string or node.quantity \
+            or node.enum is not None or node.fmt is not None or node.pattern is not None \
+            or node.pattern_src or node.any_of or node.one_of or node.not_ is not None \
+            or node.min_length is not None or node.max_length is not None \
+            or node.minimum is not None or node.maximum is not None or node.multiple_of:
+        return None
+    classes = _SCALAR_CLASSES[node.type]
+    return classes | {type(None)} if node.nullable else classes
 
 
 def _in_body(path: str) -> str:
@@ -480,13 +505,17 @@ def _check_object(node: _Node, value: JSON, path: str, errs: list[FieldError]) -
         for key, sub in value.items():
             child = props.get(key)
             if child is not None:
-                _check(child, sub, prefix + key, errs)
+                simple = child.simple
+                if simple is None or sub.__class__ not in simple:
+                    _check(child, sub, prefix + key, errs)
             elif isinstance(node.additional, _Node):
                 _check(node.additional, sub, prefix + key, errs)
     elif isinstance(node.additional, _Node):
         add = node.additional
+        simple = add.simple
         for key, sub in value.items():
-            _check(add, sub, prefix + key, errs)
+            if simple is None or sub.__class__ not in simple:
+                _check(add, sub, prefix + key, errs)
     if node.embedded:
         for key in ("apiVersion", "kind"):
             if not value.get(key):
@@ -502,8 +531,10 @@ def _check_object(node: _Node, value: JSON, path: str, errs: list[FieldError]) -
 def _check_array(node: _Node, value: list[Any], path: str, errs: list[FieldError]) -> None:
     items = node.items
     if items is not None:
+        simple = items.simple
         for i, item in enumerate(value):
-            _check(items, item, f"{path}[{i}]", errs)
+            if simple is None or item.__class__ not in simple:
+                _check(items, item, f"{path}[{i}]", errs)
     n = len(value)
     if node.max_items is not None and n > node.max_items:
         errs.append(FieldError(TOO_MANY, path, n, f"must have at most {node.max_items} items"))
