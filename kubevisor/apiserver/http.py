@@ -24,6 +24,7 @@ JSON = dict[str, Any]
 
 JSON_TYPE = "application/json"
 YAML_TYPE = "application/yaml"
+PROTOBUF_TYPE = "application/vnd.kubernetes.protobuf"
 
 
 @dataclass(slots=True)
@@ -130,7 +131,7 @@ def status_response(exc: errors.ApiError, out: Output = JSON_OUT) -> Response:
 
 # --- input decoding -------------------------------------------------------
 
-BODY_TYPES = (JSON_TYPE, YAML_TYPE)
+BODY_TYPES = (JSON_TYPE, YAML_TYPE, PROTOBUF_TYPE)
 
 
 def decode_body(req: Request, *, kinds: tuple[str, ...] = BODY_TYPES) -> Any:
@@ -155,6 +156,13 @@ _JSONishLoader.yaml_implicit_resolvers = {
 
 
 def decode_bytes(body: bytes, ctype: str) -> Any:
+    if ctype == PROTOBUF_TYPE:
+        from kubevisor.apiserver.protobuf import ProtobufError, decode_object
+
+        try:
+            return decode_object(body)
+        except ProtobufError as exc:
+            raise errors.bad_request(f"unable to decode the protobuf body: {exc}") from exc
     if ctype in (JSON_TYPE, "application/json-patch+json", "application/merge-patch+json",
                  "application/strategic-merge-patch+json"):
         try:
