@@ -197,7 +197,9 @@ def encode_entries(managers: Mapping[str, Entry]) -> list[JSON]:
 def reset_trie(subresource: str, reset_fields: Iterable[str] | None) -> Trie:
     """The fields a write to this (sub)resource does not track."""
     if reset_fields is None:
-        reset_fields = ("spec",) if subresource == "status" else ("status",) if not subresource else ()
+        reset_fields = (
+            ("spec",) if subresource == "status" else ("status",) if not subresource else ()
+        )
     paths = [tuple("f:" + part for part in p.strip(".").split(".") if part) for p in reset_fields]
     return fp.from_paths(*[p for p in paths if p])
 
@@ -252,7 +254,9 @@ def cap_update_managers(managers: dict[str, Entry], limit: int = MAX_UPDATE_MANA
             continue
         if bucket_key not in managers:
             prev = managers.pop(first)
-            managers[bucket_key] = Entry(ANCIENT_CHANGES, "Update", prev.api_version, "", prev.fields, prev.time)
+            managers[bucket_key] = Entry(
+                ANCIENT_CHANGES, "Update", prev.api_version, "", prev.fields, prev.time
+            )
         bucket = managers[bucket_key]
         bucket.fields = fp.union(entry.fields, bucket.fields)
         bucket.time = entry.time
@@ -295,7 +299,9 @@ def record_update(
             previous.fields = fp.union(mine, previous.fields)
             previous.time = now
         else:
-            managers[key] = Entry(manager or "unknown", operation, api_version, subresource, mine, now)
+            managers[key] = Entry(
+                manager or "unknown", operation, api_version, subresource, mine, now
+            )
     elif previous is not None and not previous.fields:
         del managers[key]
 

@@ -305,7 +305,9 @@ _CACHE: dict[tuple[int, int], tuple[Any, Any, Node]] = {}
 _COMPILERS: dict[int, tuple[Any, _Compiler]] = {}
 
 
-def compile_schema(schema: Mapping[str, Any] | None, defs: Mapping[str, Mapping[str, Any]] | None) -> Node:
+def compile_schema(
+    schema: Mapping[str, Any] | None, defs: Mapping[str, Mapping[str, Any]] | None
+) -> Node:
     """The compiled root :class:`Node` for a kind's schema (cached by the
     identity of ``schema`` and ``defs``, which the cache holds so their ids
     stay valid: pass the same long-lived objects on every call)."""

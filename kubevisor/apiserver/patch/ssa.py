@@ -91,7 +91,9 @@ def apply(
     try:
         config_set = to_field_set(applied, node, strict=True)
     except InvalidApplyError as exc:
-        raise InvalidApplyError(f"failed to create typed patch object ({_describe(applied)}): {exc.message}") from exc
+        raise InvalidApplyError(
+            f"failed to create typed patch object ({_describe(applied)}): {exc.message}"
+        ) from exc
     if reset:
         config_set = fp.recursive_difference(config_set, reset)
 
@@ -113,8 +115,19 @@ def apply(
 
     key = manager_key(manager, "Apply", version, subresource)
     try:
-        new_obj, new_managers = _apply(live_obj, applied, managers, key, manager, version, subresource,
-                                       config_set, force, node, reset)
+        new_obj, new_managers = _apply(
+            live_obj,
+            applied,
+            managers,
+            key,
+            manager,
+            version,
+            subresource,
+            config_set,
+            force,
+            node,
+            reset,
+        )
     except ConflictError as exc:
         if manager != "kubectl" or force:
             raise
@@ -124,8 +137,19 @@ def apply(
         remaining = [c for c in exc.conflicts if not fp.has(allowed, c.elements)]
         if remaining:
             raise ConflictError(remaining) from None
-        new_obj, new_managers = _apply(live_obj, applied, managers, key, manager, version, subresource,
-                                       config_set, True, node, reset)
+        new_obj, new_managers = _apply(
+            live_obj,
+            applied,
+            managers,
+            key,
+            manager,
+            version,
+            subresource,
+            config_set,
+            True,
+            node,
+            reset,
+        )
 
     mine = new_managers.get(key)
     if mine is not None:
@@ -177,8 +201,10 @@ def _apply(
     node: Node,
     reset: Trie,
 ) -> tuple[JSON, dict[str, Entry]]:
-    managers = {k: Entry(e.manager, e.operation, e.api_version, e.subresource, e.fields, e.time)
-                for k, e in managers.items()}
+    managers = {
+        k: Entry(e.manager, e.operation, e.api_version, e.subresource, e.fields, e.time)
+        for k, e in managers.items()
+    }
     merged = merge(live if live else {}, applied, node)
     previous = managers.get(key)
     last_set = previous.fields if previous is not None else {}
@@ -254,7 +280,9 @@ def _allowed_from_last_applied(live: JSON, version: str, node: Node) -> Trie | N
     except InvalidApplyError:
         return None
     cmp = compare(last, live, node)
-    return fp.difference(fp.difference(fp.difference(last_set, cmp.modified), cmp.added), cmp.removed)
+    return fp.difference(
+        fp.difference(fp.difference(last_set, cmp.modified), cmp.added), cmp.removed
+    )
 
 
 def _with_last_applied(obj: JSON, applied: JSON) -> JSON:

@@ -223,9 +223,13 @@ def _apply_set_element_order(original: JSON, patch: JSON, node: Node) -> None:
         orig_list = original.get(field)
         patch_list = patch.get(field)
         if found_orig and not isinstance(orig_list, list):
-            raise BadPatchError(f"expected a []interface {{}}, but received a {type(orig_list).__name__}")
+            raise BadPatchError(
+                f"expected a []interface {{}}, but received a {type(orig_list).__name__}"
+            )
         if found_patch and not isinstance(patch_list, list):
-            raise BadPatchError(f"expected a []interface {{}}, but received a {type(patch_list).__name__}")
+            raise BadPatchError(
+                f"expected a []interface {{}}, but received a {type(patch_list).__name__}"
+            )
         child = node.child(field)
         merge_key = child.merge_key
         _validate_order(patch_list or [], order, merge_key)
@@ -243,7 +247,9 @@ def _apply_set_element_order(original: JSON, patch: JSON, node: Node) -> None:
         assert isinstance(merged, list)
         kind = _element_kind(orig_list or [], patch_list or [])
         in_order, server_only = _partition(merged, order, merge_key, kind)
-        original[field] = _normalize_order(in_order, server_only, order, orig_list or [], merge_key, kind)
+        original[field] = _normalize_order(
+            in_order, server_only, order, orig_list or [], merge_key, kind
+        )
         patch.pop(field, None)
 
 
@@ -251,7 +257,9 @@ def _validate_order(patch_list: list[Any], order: list[Any], merge_key: str) -> 
     if not order or not patch_list:
         return
     if merge_key:
-        items = [v for v in patch_list if not (isinstance(v, dict) and v.get(DIRECTIVE) == "delete")]
+        items = [
+            v for v in patch_list if not (isinstance(v, dict) and v.get(DIRECTIVE) == "delete")
+        ]
     else:
         items = patch_list
     pi = oi = 0
@@ -295,7 +303,9 @@ def _hashable(v: Any) -> Any:
     return v
 
 
-def _partition(items: list[Any], by: list[Any], merge_key: str, kind: str) -> tuple[list[Any], list[Any]]:
+def _partition(
+    items: list[Any], by: list[Any], merge_key: str, kind: str
+) -> tuple[list[Any], list[Any]]:
     if kind == "map":
         for v in items:
             if not isinstance(v, dict):
@@ -366,7 +376,9 @@ def _normalize_order(
     return out
 
 
-def _merge_list(original: list[Any], patch: list[Any], node: Node, is_delete_list: bool) -> list[Any]:
+def _merge_list(
+    original: list[Any], patch: list[Any], node: Node, is_delete_list: bool
+) -> list[Any]:
     return _merge_list_view(original, patch, node, is_delete_list)[0]
 
 
@@ -425,7 +437,9 @@ def _merge_list_view(
     return _normalize_order(in_patch, server_only, patch, server_order, merge_key, kind), view
 
 
-def _special_elements(view: list[Any], patch: list[Any], merge_key: str) -> tuple[list[Any], int, list[Any]]:
+def _special_elements(
+    view: list[Any], patch: list[Any], merge_key: str
+) -> tuple[list[Any], int, list[Any]]:
     """Apply ``$patch: delete|replace`` items; return (array, length, plain patch items)."""
     backing, n = view, len(view)
     plain: list[Any] = []
@@ -445,7 +459,9 @@ def _special_elements(view: list[Any], patch: list[Any], merge_key: str) -> tupl
             while i < n:
                 v = backing[i]
                 if isinstance(v, dict) and merge_key in v and _hashable(v[merge_key]) == gone:
-                    backing[i : n - 1] = backing[i + 1 : n]  # in place, as append(s[:i], s[i+1:]...)
+                    backing[i : n - 1] = backing[
+                        i + 1 : n
+                    ]  # in place, as append(s[:i], s[i+1:]...)
                     n -= 1
                 else:
                     i += 1

@@ -24,7 +24,9 @@ from kubevisor.apiserver.patch.errors import InvalidApplyError
 from kubevisor.apiserver.patch.fieldpath import SELF, Trie, insert, key_pe, value_pe
 from kubevisor.apiserver.patch.schema_walk import ANY, LIST, MAP, SCALAR, STRUCT, Node
 
-VALUE_STRUCTS = frozenset({"metadata", "spec", "status", "template", "strategy", "updateStrategy", "resources"})
+VALUE_STRUCTS = frozenset(
+    {"metadata", "spec", "status", "template", "strategy", "updateStrategy", "resources"}
+)
 
 
 # A custom resource's schema may leave these out; every object has them.
@@ -148,7 +150,13 @@ def to_field_set(value: Any, node: Node, *, strict: bool = False) -> Trie:
 
 def _type_error(where: str, node: Node, value: Any) -> InvalidApplyError:
     want = {STRUCT: "map", MAP: "map", LIST: "list", SCALAR: "scalar"}.get(node.kind, "value")
-    got = "map" if isinstance(value, dict) else "list" if isinstance(value, list) else type(value).__name__
+    got = (
+        "map"
+        if isinstance(value, dict)
+        else "list"
+        if isinstance(value, list)
+        else type(value).__name__
+    )
     return InvalidApplyError(f"{where or '.'}: expected {want}, got {got}")
 
 
@@ -157,9 +165,11 @@ def _fs(value: Any, node: Node, t: Trie, strict: bool, where: str) -> None:
     if kind == SCALAR:
         if strict and value is not None:
             nk = node.kind
-            if (nk in (STRUCT, MAP) and not isinstance(value, dict)) or (
-                nk == LIST and not isinstance(value, list)
-            ) or (nk == SCALAR and isinstance(value, dict | list)):
+            if (
+                (nk in (STRUCT, MAP) and not isinstance(value, dict))
+                or (nk == LIST and not isinstance(value, list))
+                or (nk == SCALAR and isinstance(value, dict | list))
+            ):
                 raise _type_error(where, node, value)
         t[SELF] = {}
         return
@@ -193,7 +203,12 @@ def _fs(value: Any, node: Node, t: Trie, strict: bool, where: str) -> None:
         if declared:
             child = fields[k]  # type: ignore[index]
         else:
-            if strict and is_struct and node.elem is None and not (where == "" and k in _ALWAYS_KNOWN):
+            if (
+                strict
+                and is_struct
+                and node.elem is None
+                and not (where == "" and k in _ALWAYS_KNOWN)
+            ):
                 raise InvalidApplyError(f"{where}.{k}: field not declared in schema")
             child = node.child(k)
         sub: Trie = {}

@@ -26,7 +26,11 @@ def config(**spec: Any) -> dict[str, Any]:
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.24", "ports": [{"containerPort": 80}]}]},
+                "spec": {
+                    "containers": [
+                        {"name": "nginx", "image": "nginx:1.24", "ports": [{"containerPort": 80}]}
+                    ]
+                },
             },
         },
     }
@@ -34,17 +38,42 @@ def config(**spec: Any) -> dict[str, Any]:
     return base
 
 
-def ssa(k8s: K8sSchemas, live: dict[str, Any] | None, cfg: dict[str, Any], manager: str = "kubectl",
-        force: bool = False, now: str = T0, **kw: Any) -> dict[str, Any]:
-    out = apply(live, cfg, manager=manager, force=force, schema=k8s.root(DEPLOYMENT), defs=k8s.defs, now=now, **kw)
+def ssa(
+    k8s: K8sSchemas,
+    live: dict[str, Any] | None,
+    cfg: dict[str, Any],
+    manager: str = "kubectl",
+    force: bool = False,
+    now: str = T0,
+    **kw: Any,
+) -> dict[str, Any]:
+    out = apply(
+        live,
+        cfg,
+        manager=manager,
+        force=force,
+        schema=k8s.root(DEPLOYMENT),
+        defs=k8s.defs,
+        now=now,
+        **kw,
+    )
     out["metadata"].setdefault("uid", "u-1")
     return out
 
 
-def update(k8s: K8sSchemas, old: dict[str, Any], new: dict[str, Any], manager: str, now: str = T1) -> dict[str, Any]:
+def update(
+    k8s: K8sSchemas, old: dict[str, Any], new: dict[str, Any], manager: str, now: str = T1
+) -> dict[str, Any]:
     new = copy.deepcopy(new)
     new["metadata"]["managedFields"] = update_managed_fields(
-        old, new, manager=manager, api_version="apps/v1", now=now, schema=k8s.root(DEPLOYMENT), defs=k8s.defs)
+        old,
+        new,
+        manager=manager,
+        api_version="apps/v1",
+        now=now,
+        schema=k8s.root(DEPLOYMENT),
+        defs=k8s.defs,
+    )
     return new
 
 
@@ -67,8 +96,12 @@ def test_create_by_apply(k8s: K8sSchemas) -> None:
     assert entry["apiVersion"] == "apps/v1" and entry["time"] == T0
     assert entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"] == {
         'k:{"name":"nginx"}': {
-            ".": {}, "f:image": {}, "f:name": {},
-            "f:ports": {'k:{"containerPort":80,"protocol":"TCP"}': {".": {}, "f:containerPort": {}}},
+            ".": {},
+            "f:image": {},
+            "f:name": {},
+            "f:ports": {
+                'k:{"containerPort":80,"protocol":"TCP"}': {".": {}, "f:containerPort": {}}
+            },
         }
     }
     assert "f:name" not in entry["fieldsV1"]["f:metadata"]
@@ -90,12 +123,17 @@ def test_conflict_with_updater_then_force(k8s: K8sSchemas) -> None:
         ssa(k8s, scaled, config(replicas=3), now=T2)
     status = info.value.status()
     assert status["code"] == 409 and status["reason"] == "Conflict"
-    assert status["message"] == 'Apply failed with 1 conflict: conflict with "kubectl-scale" using apps/v1: .spec.replicas'
-    assert status["details"]["causes"] == [{
-        "reason": "FieldManagerConflict",
-        "message": 'conflict with "kubectl-scale" using apps/v1',
-        "field": ".spec.replicas",
-    }]
+    assert (
+        status["message"]
+        == 'Apply failed with 1 conflict: conflict with "kubectl-scale" using apps/v1: .spec.replicas'
+    )
+    assert status["details"]["causes"] == [
+        {
+            "reason": "FieldManagerConflict",
+            "message": 'conflict with "kubectl-scale" using apps/v1',
+            "field": ".spec.replicas",
+        }
+    ]
     forced = ssa(k8s, scaled, config(replicas=3), force=True, now=T2)
     assert forced["spec"]["replicas"] == 3
     assert "kubectl-scale" not in managers(forced)
@@ -114,7 +152,9 @@ def test_many_conflicts_message(k8s: K8sSchemas) -> None:
         '- .spec.template.spec.containers[name="nginx"].image'
     )
     assert [c["field"] for c in info.value.causes()] == [
-        ".spec.replicas", '.spec.template.spec.containers[name="nginx"].image']
+        ".spec.replicas",
+        '.spec.template.spec.containers[name="nginx"].image',
+    ]
 
 
 def test_same_value_is_shared_not_a_conflict(k8s: K8sSchemas) -> None:
@@ -136,7 +176,12 @@ def test_fields_no_longer_applied_are_pruned(k8s: K8sSchemas) -> None:
     containers(cfg).append({"name": "sidecar", "image": "busybox"})
     cfg["metadata"]["labels"]["tier"] = "web"
     obj = ssa(k8s, None, cfg)
-    obj = update(k8s, obj, {**obj, "metadata": {**obj["metadata"], "annotations": {"note": "x"}}}, "kubectl-annotate")
+    obj = update(
+        k8s,
+        obj,
+        {**obj, "metadata": {**obj["metadata"], "annotations": {"note": "x"}}},
+        "kubectl-annotate",
+    )
     smaller = config()
     del smaller["spec"]["replicas"]
     out = ssa(k8s, obj, smaller, now=T1)
@@ -149,8 +194,12 @@ def test_fields_no_longer_applied_are_pruned(k8s: K8sSchemas) -> None:
 
 def test_keyed_list_merge_keeps_other_managers_items(k8s: K8sSchemas) -> None:
     obj = ssa(k8s, None, config(), manager="a")
-    cfg_b = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
-             "spec": {"template": {"spec": {"containers": [{"name": "log", "image": "fluentd"}]}}}}
+    cfg_b = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"name": "log", "image": "fluentd"}]}}},
+    }
     out = ssa(k8s, obj, cfg_b, manager="b")
     assert [c["name"] for c in containers(out)] == ["nginx", "log"]
     # a re-applies without knowing about "log": it stays
@@ -162,8 +211,11 @@ def test_sets_merge_and_encode_values(k8s: K8sSchemas) -> None:
     cfg_a = config()
     cfg_a["metadata"]["finalizers"] = ["x.io/a"]
     obj = ssa(k8s, None, cfg_a, manager="a")
-    cfg_b = {"apiVersion": "apps/v1", "kind": "Deployment",
-             "metadata": {"name": "web", "namespace": "default", "finalizers": ["x.io/b"]}}
+    cfg_b = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default", "finalizers": ["x.io/b"]},
+    }
     out = ssa(k8s, obj, cfg_b, manager="b")
     assert out["metadata"]["finalizers"] == ["x.io/a", "x.io/b"]
     assert managers(out)["b"]["fieldsV1"] == {"f:metadata": {"f:finalizers": {'v:"x.io/b"': {}}}}
@@ -189,7 +241,9 @@ def test_before_first_apply_owns_existing_fields(k8s: K8sSchemas) -> None:
     assert bfa["operation"] == "Update"
     assert "f:paused" in bfa["fieldsV1"]["f:spec"]
     assert "f:replicas" in bfa["fieldsV1"]["f:spec"]  # shared: same value
-    with pytest.raises(ConflictError, match=r'conflict with "before-first-apply" using apps/v1: \.spec\.replicas'):
+    with pytest.raises(
+        ConflictError, match=r'conflict with "before-first-apply" using apps/v1: \.spec\.replicas'
+    ):
         ssa(k8s, live, config(replicas=3))
 
 
@@ -199,7 +253,9 @@ def test_client_side_to_server_side_upgrade(k8s: K8sSchemas) -> None:
     live["metadata"]["annotations"] = {LAST_APPLIED: json.dumps(cfg)}
     live = update(k8s, {}, live, "kubectl-client-side-apply", now=T0)
     live["metadata"]["uid"] = "u-1"
-    out = ssa(k8s, live, config(replicas=3), now=T1)  # would conflict with kubectl-client-side-apply
+    out = ssa(
+        k8s, live, config(replicas=3), now=T1
+    )  # would conflict with kubectl-client-side-apply
     assert out["spec"]["replicas"] == 3
     last = json.loads(out["metadata"]["annotations"][LAST_APPLIED])
     assert last["spec"]["replicas"] == 3
@@ -214,31 +270,50 @@ def test_client_side_to_server_side_upgrade(k8s: K8sSchemas) -> None:
 
 def test_status_subresource_apply(k8s: K8sSchemas) -> None:
     obj = ssa(k8s, None, config())
-    status_cfg = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
-                  "status": {"replicas": 2, "conditions": [{"type": "Available", "status": "True"}]}}
+    status_cfg = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "status": {"replicas": 2, "conditions": [{"type": "Available", "status": "True"}]},
+    }
     out = ssa(k8s, obj, status_cfg, manager="ctrl", subresource="status", now=T1)
     assert out["status"]["conditions"][0]["type"] == "Available"
     entry = managers(out)["ctrl"]
     assert entry["subresource"] == "status"
-    assert entry["fieldsV1"]["f:status"]["f:conditions"] == {'k:{"type":"Available"}': {".": {}, "f:status": {}, "f:type": {}}}
+    assert entry["fieldsV1"]["f:status"]["f:conditions"] == {
+        'k:{"type":"Available"}': {".": {}, "f:status": {}, "f:type": {}}
+    }
     assert out["spec"] == obj["spec"]
 
 
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda c: c["spec"].__setitem__("bogus", 1),
-         "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): .spec.bogus: field not declared in schema"),
-        (lambda c: c["metadata"].__setitem__("managedFields", []), "metadata.managedFields must be nil"),
-        (lambda c: c.__setitem__("apiVersion", "apps/v1beta1"), "Incorrect version specified in apply patch"),
-        (lambda c: containers(c).append({"name": "nginx", "image": "again"}), "duplicate entries for key"),
+        (
+            lambda c: c["spec"].__setitem__("bogus", 1),
+            "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): .spec.bogus: field not declared in schema",
+        ),
+        (
+            lambda c: c["metadata"].__setitem__("managedFields", []),
+            "metadata.managedFields must be nil",
+        ),
+        (
+            lambda c: c.__setitem__("apiVersion", "apps/v1beta1"),
+            "Incorrect version specified in apply patch",
+        ),
+        (
+            lambda c: containers(c).append({"name": "nginx", "image": "again"}),
+            "duplicate entries for key",
+        ),
         (lambda c: containers(c).append({"image": "nameless"}), "omits key field 'name'"),
         (lambda c: c["spec"].__setitem__("replicas", {"a": 1}), "expected scalar"),
         (lambda c: c["spec"].__setitem__("template", "x"), "expected map"),
         (lambda c: c.pop("apiVersion"), "Incorrect version specified in apply patch"),
     ],
 )
-def test_invalid_configurations_are_bad_requests(k8s: K8sSchemas, mutate: Any, message: str) -> None:
+def test_invalid_configurations_are_bad_requests(
+    k8s: K8sSchemas, mutate: Any, message: str
+) -> None:
     cfg = config()
     mutate(cfg)
     with pytest.raises(InvalidApplyError) as info:
@@ -254,12 +329,19 @@ CRD_SCHEMA: dict[str, Any] = {
             "type": "object",
             "properties": {
                 "size": {"type": "integer"},
-                "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+                "tags": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "x-kubernetes-list-type": "set",
+                },
                 "disks": {
                     "type": "array",
                     "x-kubernetes-list-type": "map",
                     "x-kubernetes-list-map-keys": ["name"],
-                    "items": {"type": "object", "properties": {"name": {"type": "string"}, "gb": {"type": "integer"}}},
+                    "items": {
+                        "type": "object",
+                        "properties": {"name": {"type": "string"}, "gb": {"type": "integer"}},
+                    },
                 },
                 "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
             },
@@ -269,8 +351,17 @@ CRD_SCHEMA: dict[str, Any] = {
 
 
 def test_custom_resource_inline_schema(k8s: K8sSchemas) -> None:
-    vm = {"apiVersion": "vm.io/v1", "kind": "VM", "metadata": {"name": "a", "labels": {"x": "1"}},
-          "spec": {"size": 1, "tags": ["t1"], "disks": [{"name": "root", "gb": 10}], "extra": {"free": {"form": 1}}}}
+    vm = {
+        "apiVersion": "vm.io/v1",
+        "kind": "VM",
+        "metadata": {"name": "a", "labels": {"x": "1"}},
+        "spec": {
+            "size": 1,
+            "tags": ["t1"],
+            "disks": [{"name": "root", "gb": 10}],
+            "extra": {"free": {"form": 1}},
+        },
+    }
     obj = apply(None, vm, manager="m1", force=False, schema=CRD_SCHEMA, defs=k8s.defs, now=T0)
     fields = obj["metadata"]["managedFields"][0]["fieldsV1"]
     assert fields["f:spec"]["f:disks"] == {'k:{"name":"root"}': {".": {}, "f:gb": {}, "f:name": {}}}
@@ -278,13 +369,25 @@ def test_custom_resource_inline_schema(k8s: K8sSchemas) -> None:
     # free-form keys are members themselves (structured-merge-diff's deduced maps)
     assert fields["f:spec"]["f:extra"] == {"f:free": {".": {}, "f:form": {}}}
     assert fields["f:metadata"] == {"f:labels": {"f:x": {}}}  # metadata typed as ObjectMeta
-    other = {"apiVersion": "vm.io/v1", "kind": "VM", "metadata": {"name": "a"},
-             "spec": {"tags": ["t2"], "disks": [{"name": "data", "gb": 5}]}}
+    other = {
+        "apiVersion": "vm.io/v1",
+        "kind": "VM",
+        "metadata": {"name": "a"},
+        "spec": {"tags": ["t2"], "disks": [{"name": "data", "gb": 5}]},
+    }
     out = apply(obj, other, manager="m2", force=False, schema=CRD_SCHEMA, defs=k8s.defs, now=T1)
     assert out["spec"]["tags"] == ["t1", "t2"]
     assert [d["name"] for d in out["spec"]["disks"]] == ["root", "data"]
     with pytest.raises(InvalidApplyError, match="field not declared"):
-        apply(None, {**vm, "spec": {"sise": 1}}, manager="m", force=False, schema=CRD_SCHEMA, defs={}, now=T0)
+        apply(
+            None,
+            {**vm, "spec": {"sise": 1}},
+            manager="m",
+            force=False,
+            schema=CRD_SCHEMA,
+            defs={},
+            now=T0,
+        )
 
 
 RECURSIVE_DEFS: dict[str, Any] = {
@@ -295,10 +398,24 @@ RECURSIVE_DEFS: dict[str, Any] = {
 
 def test_recursive_schema_compiles_and_merges() -> None:
     schema = {"$ref": "#/components/schemas/root"}
-    one = apply(None, {"apiVersion": "t/v1", "tree": {"a": {"b": {}}}}, manager="x", force=False, schema=schema,
-                defs=RECURSIVE_DEFS, now=T0)
-    two = apply(one, {"apiVersion": "t/v1", "tree": {"a": {"c": {}}}}, manager="y", force=False, schema=schema,
-                defs=RECURSIVE_DEFS, now=T1)
+    one = apply(
+        None,
+        {"apiVersion": "t/v1", "tree": {"a": {"b": {}}}},
+        manager="x",
+        force=False,
+        schema=schema,
+        defs=RECURSIVE_DEFS,
+        now=T0,
+    )
+    two = apply(
+        one,
+        {"apiVersion": "t/v1", "tree": {"a": {"c": {}}}},
+        manager="y",
+        force=False,
+        schema=schema,
+        defs=RECURSIVE_DEFS,
+        now=T1,
+    )
     assert two["tree"] == {"a": {"b": {}, "c": {}}}
 
 
@@ -309,7 +426,8 @@ def test_duplicated_items_in_live_are_owned_whole_and_kept(k8s: K8sSchemas) -> N
     containers(dup)[0]["env"] = env
     dup = update(k8s, obj, dup, "editor")
     owned = managers(dup)["editor"]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"][
-        'k:{"name":"nginx"}']["f:env"]
+        'k:{"name":"nginx"}'
+    ]["f:env"]
     assert owned == {".": {}, 'k:{"name":"A"}': {}}  # the duplicated item as a whole, no fields
     again = ssa(k8s, dup, config(), manager="applier", now=T2)
     assert containers(again)[0]["env"] == env

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from kubevisor.apiserver.patch import fieldpath as fp
 from kubevisor.apiserver.patch.errors import InvalidApplyError
 
-scalars = st.one_of(st.integers(-3, 300), st.text(alphabet="ab<&\"é", max_size=3), st.booleans())
+scalars = st.one_of(st.integers(-3, 300), st.text(alphabet='ab<&"é', max_size=3), st.booleans())
 pes = st.one_of(
     st.text(alphabet="abcxyz.-/", min_size=1, max_size=4).map(fp.field_pe),
-    st.dictionaries(st.sampled_from(["name", "port", "protocol"]), scalars, min_size=1, max_size=2).map(fp.key_pe),
+    st.dictionaries(
+        st.sampled_from(["name", "port", "protocol"]), scalars, min_size=1, max_size=2
+    ).map(fp.key_pe),
     scalars.map(fp.value_pe),
     st.integers(0, 20).map(fp.index_pe),
 )
@@ -61,12 +63,17 @@ def test_wire_form_matches_kube() -> None:
 
 
 def test_keys_are_canonical_and_sorted() -> None:
-    assert fp.key_pe({"protocol": "TCP", "containerPort": 80}) == 'k:{"containerPort":80,"protocol":"TCP"}'
+    assert (
+        fp.key_pe({"protocol": "TCP", "containerPort": 80})
+        == 'k:{"containerPort":80,"protocol":"TCP"}'
+    )
     assert fp.value_pe("<a&b>") == 'v:"\\u003ca\\u0026b\\u003e"'
     decoded = fp.decode({'k:{"protocol": "TCP", "containerPort": 80}': {}})
     assert fp.has(decoded, ('k:{"containerPort":80,"protocol":"TCP"}',))
-    order = sorted([fp.index_pe(2), fp.value_pe("a"), fp.key_pe({"n": 1}), fp.field_pe("z"), fp.value_pe(3)],
-                   key=fp.sort_key)
+    order = sorted(
+        [fp.index_pe(2), fp.value_pe("a"), fp.key_pe({"n": 1}), fp.field_pe("z"), fp.value_pe(3)],
+        key=fp.sort_key,
+    )
     assert order == ["f:z", 'k:{"n":1}', "v:3", 'v:"a"', "i:2"]
 
 
@@ -76,7 +83,10 @@ def test_path_strings_for_conflict_messages() -> None:
         fp.path_string(("f:spec", "f:containers", 'k:{"name":"nginx"}', "f:image"))
         == '.spec.containers[name="nginx"].image'
     )
-    assert fp.path_string(("f:ports", 'k:{"containerPort":80,"protocol":"TCP"}')) == '.ports[containerPort=80,protocol="TCP"]'
+    assert (
+        fp.path_string(("f:ports", 'k:{"containerPort":80,"protocol":"TCP"}'))
+        == '.ports[containerPort=80,protocol="TCP"]'
+    )
     assert fp.path_string(("f:finalizers", 'v:"x"')) == '.finalizers[="x"]'
 
 

@@ -84,7 +84,9 @@ def test_json_patch_operation_limit_is_413() -> None:
 
 def test_merge_patch_null_deletes_and_lists_replace() -> None:
     obj = {"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"ports": [1, 2], "x": {"y": 1}}}
-    out = merge_patch(obj, b'{"metadata":{"labels":{"a":null,"c":"3"}},"spec":{"ports":[3],"x":null}}')
+    out = merge_patch(
+        obj, b'{"metadata":{"labels":{"a":null,"c":"3"}},"spec":{"ports":[3],"x":null}}'
+    )
     assert out == {"metadata": {"labels": {"b": "2", "c": "3"}}, "spec": {"ports": [3]}}
     assert obj["metadata"]["labels"] == {"a": "1", "b": "2"}
 
@@ -123,14 +125,18 @@ def test_merge_patch_is_idempotent(doc: dict[str, Any], patch: dict[str, Any]) -
 
 @settings(max_examples=200, deadline=None)
 @given(json_obj, json_obj)
-def test_merge_patch_without_nulls_lands_every_patch_value(doc: dict[str, Any], patch: dict[str, Any]) -> None:
+def test_merge_patch_without_nulls_lands_every_patch_value(
+    doc: dict[str, Any], patch: dict[str, Any]
+) -> None:
     if _has_null(patch):
         return
     out = merge_patch(doc, patch)
 
     def contains(big: Any, small: Any) -> bool:
         if isinstance(small, dict):
-            return isinstance(big, dict) and all(k in big and contains(big[k], v) for k, v in small.items())
+            return isinstance(big, dict) and all(
+                k in big and contains(big[k], v) for k, v in small.items()
+            )
         return bool(big == small)
 
     assert contains(out, patch)

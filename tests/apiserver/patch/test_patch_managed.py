@@ -19,7 +19,14 @@ def pod() -> dict[str, Any]:
         "kind": "Pod",
         "metadata": {"name": "web", "namespace": "default", "labels": {"run": "web"}},
         "spec": {
-            "containers": [{"name": "nginx", "image": "nginx", "ports": [{"containerPort": 80}], "resources": {}}],
+            "containers": [
+                {
+                    "name": "nginx",
+                    "image": "nginx",
+                    "ports": [{"containerPort": 80}],
+                    "resources": {},
+                }
+            ],
             "restartPolicy": "Always",
             "securityContext": {},
         },
@@ -27,11 +34,19 @@ def pod() -> dict[str, Any]:
     }
 
 
-def umf(k8s: K8sSchemas, old: dict[str, Any] | None, new: dict[str, Any], manager: str,
-        kind: str = POD, **kw: Any) -> list[dict[str, Any]]:
+def umf(
+    k8s: K8sSchemas,
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    manager: str,
+    kind: str = POD,
+    **kw: Any,
+) -> list[dict[str, Any]]:
     kw.setdefault("api_version", "apps/v1" if kind == DEPLOYMENT else "v1")
     kw.setdefault("now", T0)
-    return update_managed_fields(old, new, manager=manager, schema=k8s.root(kind), defs=k8s.defs, **kw)
+    return update_managed_fields(
+        old, new, manager=manager, schema=k8s.root(kind), defs=k8s.defs, **kw
+    )
 
 
 def stored(obj: dict[str, Any], mf: list[dict[str, Any]]) -> dict[str, Any]:
@@ -43,25 +58,37 @@ def stored(obj: dict[str, Any], mf: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_create_entry_has_kube_shape(k8s: K8sSchemas) -> None:
     mf = umf(k8s, None, pod(), "kubectl-run")
-    assert mf == [{
-        "manager": "kubectl-run",
-        "operation": "Update",
-        "apiVersion": "v1",
-        "time": T0,
-        "fieldsType": "FieldsV1",
-        "fieldsV1": {
-            "f:metadata": {"f:labels": {".": {}, "f:run": {}}},
-            "f:spec": {
-                "f:containers": {'k:{"name":"nginx"}': {
-                    ".": {}, "f:image": {}, "f:name": {},
-                    "f:ports": {".": {}, 'k:{"containerPort":80,"protocol":"TCP"}': {".": {}, "f:containerPort": {}}},
-                    "f:resources": {},
-                }},
-                "f:restartPolicy": {},
-                "f:securityContext": {},
+    assert mf == [
+        {
+            "manager": "kubectl-run",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": T0,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:metadata": {"f:labels": {".": {}, "f:run": {}}},
+                "f:spec": {
+                    "f:containers": {
+                        'k:{"name":"nginx"}': {
+                            ".": {},
+                            "f:image": {},
+                            "f:name": {},
+                            "f:ports": {
+                                ".": {},
+                                'k:{"containerPort":80,"protocol":"TCP"}': {
+                                    ".": {},
+                                    "f:containerPort": {},
+                                },
+                            },
+                            "f:resources": {},
+                        }
+                    },
+                    "f:restartPolicy": {},
+                    "f:securityContext": {},
+                },
             },
-        },
-    }]
+        }
+    ]
     assert list(mf[0]) == ["manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1"]
 
 
@@ -139,8 +166,15 @@ def test_request_managed_fields_reset_and_untracked_objects(k8s: K8sSchemas) -> 
 def test_request_can_replace_managed_fields(k8s: K8sSchemas) -> None:
     old = stored(pod(), umf(k8s, None, pod(), "a"))
     new = copy.deepcopy(old)
-    new["metadata"]["managedFields"] = [{"manager": "x", "operation": "Update", "apiVersion": "v1",
-                                         "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:restartPolicy": {}}}}]
+    new["metadata"]["managedFields"] = [
+        {
+            "manager": "x",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:spec": {"f:restartPolicy": {}}},
+        }
+    ]
     mf = umf(k8s, old, new, "b")
     assert [e["manager"] for e in mf] == ["x"]
 
@@ -150,7 +184,9 @@ def test_update_managers_are_capped_at_ten(k8s: K8sSchemas) -> None:
     for i in range(1, 13):
         new = copy.deepcopy(obj)
         new["metadata"]["labels"][f"l{i}"] = "v"
-        new["metadata"]["managedFields"] = umf(k8s, obj, new, f"m{i}", now=f"2024-05-01T10:00:{i:02d}Z")
+        new["metadata"]["managedFields"] = umf(
+            k8s, obj, new, f"m{i}", now=f"2024-05-01T10:00:{i:02d}Z"
+        )
         obj = new
     names = [e["manager"] for e in obj["metadata"]["managedFields"]]
     assert len(names) == 10
@@ -160,14 +196,26 @@ def test_update_managers_are_capped_at_ten(k8s: K8sSchemas) -> None:
 
 
 def test_deployment_create_like_kube(k8s: K8sSchemas) -> None:
-    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"app": "d"}},
-           "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}},
-                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}},
-                    "template": {"metadata": {"labels": {"app": "d"}},
-                                 "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    dep = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "labels": {"app": "d"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "d"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}},
+            "template": {
+                "metadata": {"labels": {"app": "d"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        },
+    }
     fields = umf(k8s, None, dep, "kubectl-create", kind=DEPLOYMENT)[0]["fieldsV1"]
     assert fields["f:spec"]["f:selector"] == {}
-    assert fields["f:spec"]["f:strategy"] == {"f:rollingUpdate": {".": {}, "f:maxSurge": {}}, "f:type": {}}
+    assert fields["f:spec"]["f:strategy"] == {
+        "f:rollingUpdate": {".": {}, "f:maxSurge": {}},
+        "f:type": {},
+    }
     assert "." not in fields["f:spec"]["f:template"]
     assert fields["f:spec"]["f:template"]["f:metadata"] == {"f:labels": {".": {}, "f:app": {}}}
 
@@ -189,7 +237,9 @@ def test_manager_name_from_user_agent() -> None:
     from kubevisor.apiserver.patch import manager_or_user_agent
 
     assert manager_or_user_agent("kubectl-edit", "kubectl/v1.32.0") == "kubectl-edit"
-    assert manager_or_user_agent(None, "kubectl/v1.32.0 (linux/amd64) kubernetes/5864a46") == "kubectl"
+    assert (
+        manager_or_user_agent(None, "kubectl/v1.32.0 (linux/amd64) kubernetes/5864a46") == "kubectl"
+    )
     assert manager_or_user_agent("", "OpenAPI-Generator/31.0.0/python") == "OpenAPI-Generator"
     assert manager_or_user_agent(None, "a\x00b" + "c" * 300) == "ab" + "c" * 126
     assert manager_or_user_agent(None, None) == ""

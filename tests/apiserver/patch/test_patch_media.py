@@ -25,13 +25,17 @@ CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data"
     ],
 )
 def test_dispatch(k8s: K8sSchemas, content_type: str, body: bytes) -> None:
-    out = patch_object(CM, body, content_type, schema=k8s.root(CONFIGMAP), defs=k8s.defs, custom=False)
+    out = patch_object(
+        CM, body, content_type, schema=k8s.root(CONFIGMAP), defs=k8s.defs, custom=False
+    )
     assert out["data"] == {"a": "1", "b": "2"}
 
 
 def test_strategic_merge_on_custom_resource_is_415() -> None:
     with pytest.raises(UnsupportedPatchTypeError) as info:
-        patch_object(CM, b"{}", "application/strategic-merge-patch+json", schema=None, defs=None, custom=True)
+        patch_object(
+            CM, b"{}", "application/strategic-merge-patch+json", schema=None, defs=None, custom=True
+        )
     status = info.value.status()
     assert status["code"] == 415 and status["reason"] == "UnsupportedMediaType"
     assert status["message"] == (
@@ -47,7 +51,10 @@ def test_unknown_content_type_is_415() -> None:
 
 
 def test_decode_apply_yaml_and_json() -> None:
-    assert decode_apply(b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n")["kind"] == "ConfigMap"
+    assert (
+        decode_apply(b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n")["kind"]
+        == "ConfigMap"
+    )
     assert decode_apply('{"kind": "ConfigMap"}') == {"kind": "ConfigMap"}
     for bad in (b"- a\n- b\n", b"key: [unclosed", b""):
         with pytest.raises(BadPatchError):
