@@ -3,7 +3,8 @@
 ``open_store("sqlite", ...)`` builds a :class:`SqliteStore`; the apiserver
 calls it through the :class:`~kubevisor.store.base.Store` contract.
 
-Layout: ``log`` holds every write by revision (key, value, create revision,
+Layout (the tables and SQL live in :mod:`kubevisor.store.sqlite_tables`):
+``log`` holds every write by revision (key, value, create revision,
 tombstone flag; a delete's row keeps no value), ``current`` maps each live
 key to its create and mod revisions (its value is the log row at the mod
 revision), ``meta`` holds the store revision and the compacted revision, so
@@ -42,77 +43,45 @@ import asyncio
 import contextlib
 import fcntl
 import functools
-import operator
 import queue
 import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
-from kubevisor.store.base import Event, KeyValue, RangeResult, prefix_end
+from kubevisor.store.base import Event, KeyValue, RangeResult
 from kubevisor.store.errors import (
-    CompactedError,
-    ConflictError,
     FutureRevisionError,
-    KeyExistsError,
-    KeyNotFoundError,
     StoreError,
     UnavailableError,
     WatcherOverflowError,
 )
+from kubevisor.store.sqlite_tables import (
+    SCHEMA,
+    Meta,
+    Op,
+    OpKind,
+    apply_op,
+    get_at,
+    get_now,
+    history_snapshot,
+    read_meta,
+    read_range,
+    snapshot,
+)
 
 T = TypeVar("T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS log (
-    revision INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,
-    value BLOB NOT NULL,
-    create_revision INTEGER NOT NULL,
-    deleted INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS log_key_revision ON log (key, revision);
-CREATE TABLE IF NOT EXISTS current (
-    key TEXT PRIMARY KEY,
-    create_revision INTEGER NOT NULL,
-    mod_revision INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0);
-"""
 
 # How many queued operations one transaction may take.
 _MAX_BATCH = 2000
 # How many revisions one compaction transaction covers at most.
 _COMPACT_STEP = 10_000
-# How many log rows one replay page of a watcher reads.
-_REPLAY_PAGE = 1000
 # How many events one __anext__ of a live watcher returns at most.
 _MAX_EVENTS_PER_BATCH = 1000
-
-OpKind = Literal["create", "update", "delete", "compact"]
-
-
-@dataclass(slots=True)
-class _Op:
-    kind: OpKind
-    key: str
-    value: bytes
-    expected: int | None
-    future: asyncio.Future[Any]
-
-
-@dataclass(slots=True)
-class _Meta:
-    revision: int
-    compacted: int
 
 
 def _connect_reader(path: Path) -> sqlite3.Connection:
@@ -137,7 +106,7 @@ class SqliteStore:
         self.watch_buffer = watch_buffer
         self._readers = readers
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -237,15 +206,15 @@ class SqliteStore:
         return await self._loop.run_in_executor(self._pool, run)
 
     async def current_revision(self) -> int:
-        return self._read_inline(lambda c: _read_meta(c).revision)
+        return self._read_inline(lambda c: read_meta(c).revision)
 
     async def compacted_revision(self) -> int:
-        return self._read_inline(lambda c: _read_meta(c).compacted)
+        return self._read_inline(lambda c: read_meta(c).compacted)
 
     async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
         if revision == 0:
-            return self._read_inline(lambda c: _get_now(c, key))
-        return self._read_inline(lambda c: _snapshot(c, lambda: _get_at(c, key, revision)))
+            return self._read_inline(lambda c: get_now(c, key))
+        return self._read_inline(lambda c: snapshot(c, lambda: get_at(c, key, revision)))
 
     async def range(
         self,
@@ -256,7 +225,7 @@ class SqliteStore:
         limit: int = 0,
     ) -> RangeResult:
         return await self._read_pooled(
-            lambda c: _snapshot(c, lambda: _range(c, prefix, revision, start_key, limit))
+            lambda c: snapshot(c, lambda: read_range(c, prefix, revision, start_key, limit))
         )
 
     # -- writes ----------------------------------------------------------
@@ -265,7 +234,7 @@ class SqliteStore:
         self._check_open()
         assert self._loop is not None
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put(_Op(kind, key, value, expected, future))
+        self._queue.put(Op(kind, key, value, expected, future))
         return future
 
     async def create(self, key: str, value: bytes) -> KeyValue:
@@ -285,7 +254,7 @@ class SqliteStore:
     async def compact(self, revision: int) -> None:
         """Compacts in steps of at most ``_COMPACT_STEP`` revisions, each its
         own short transaction, so writers are never held up for long."""
-        meta = self._read_inline(_read_meta)
+        meta = self._read_inline(read_meta)
         if revision > meta.revision:
             raise FutureRevisionError(revision, meta.revision)
         step = meta.compacted + _COMPACT_STEP
@@ -308,8 +277,8 @@ class SqliteStore:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA busy_timeout = 10000")
-            conn.executescript(_SCHEMA)
-            meta = _read_meta(conn)
+            conn.executescript(SCHEMA)
+            meta = read_meta(conn)
         except sqlite3.Error as exc:
             err = UnavailableError(f"cannot open {self.path}: {exc}")
             self._call_soon(_settle, [(ready, err)])
@@ -325,7 +294,7 @@ class SqliteStore:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _writer_loop(self, conn: sqlite3.Connection, meta: _Meta) -> None:
+    def _writer_loop(self, conn: sqlite3.Connection, meta: Meta) -> None:
         while True:
             first = self._queue.get()
             if first is None:
@@ -359,7 +328,7 @@ class SqliteStore:
         if settled:
             self._call_soon(_settle, settled)
 
-    def _commit_batch(self, conn: sqlite3.Connection, meta: _Meta, batch: list[_Op]) -> None:
+    def _commit_batch(self, conn: sqlite3.Connection, meta: Meta, batch: list[Op]) -> None:
         start_revision, start_compacted = meta.revision, meta.compacted
         settled: list[tuple[asyncio.Future[Any], object]] = []
         events: list[Event] = []
@@ -367,7 +336,7 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
                 try:
-                    result = _apply(conn, meta, op, events)
+                    result = apply_op(conn, meta, op, events)
                 except StoreError as exc:
                     settled.append((op.future, exc))
                 else:
@@ -413,206 +382,6 @@ def _settle(settled: Iterable[tuple[asyncio.Future[Any], object]]) -> None:
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
-
-
-# -- SQL, run by the writer (inside its transaction) or by readers -----------
-
-
-def _read_meta(conn: sqlite3.Connection) -> _Meta:
-    values = dict(conn.execute("SELECT name, value FROM meta").fetchall())
-    return _Meta(revision=values["revision"], compacted=values["compacted"])
-
-
-def _snapshot(conn: sqlite3.Connection, fn: Callable[[], T]) -> T:
-    """Run several SELECTs in one read transaction (one consistent snapshot)."""
-    conn.execute("BEGIN")
-    try:
-        return fn()
-    finally:
-        conn.execute("COMMIT")
-
-
-def _check_revision(conn: sqlite3.Connection, revision: int) -> int:
-    """The revision to read at (``0`` is now); raise if compacted or in the future."""
-    meta = _read_meta(conn)
-    if revision == 0:
-        return meta.revision
-    if revision > meta.revision:
-        raise FutureRevisionError(revision, meta.revision)
-    if revision < meta.compacted:
-        raise CompactedError(revision, meta.compacted)
-    return revision
-
-
-_CURRENT_ROW = (
-    "SELECT c.key, l.value, c.create_revision, c.mod_revision FROM current c "
-    "JOIN log l ON l.revision = c.mod_revision"
-)
-
-
-def _get_now(conn: sqlite3.Connection, key: str) -> KeyValue | None:
-    row = conn.execute(_CURRENT_ROW + " WHERE c.key = ?", (key,)).fetchone()
-    return KeyValue(*row) if row else None
-
-
-def _get_at(conn: sqlite3.Connection, key: str, revision: int) -> KeyValue | None:
-    at = _check_revision(conn, revision)
-    row = conn.execute(
-        "SELECT key, value, create_revision, revision, deleted FROM log "
-        "WHERE key = ? AND revision <= ? ORDER BY revision DESC LIMIT 1",
-        (key, at),
-    ).fetchone()
-    if row is None or row[4]:
-        return None
-    return KeyValue(row[0], row[1], row[2], row[3])
-
-
-def _key_bounds(prefix: str, start_key: str | None) -> tuple[str, str]:
-    """The lower bound of a paged range: (SQL operator, key)."""
-    if start_key is not None and start_key >= prefix:
-        return ">", start_key
-    return ">=", prefix
-
-
-def _range(
-    conn: sqlite3.Connection, prefix: str, revision: int, start_key: str | None, limit: int
-) -> RangeResult:
-    at = _check_revision(conn, revision)
-    end = prefix_end(prefix)
-    op, low = _key_bounds(prefix, start_key)
-    fetch = limit + 1 if limit > 0 else -1
-    upper = " AND c.key < :end" if end is not None else ""
-    params = {"low": low, "end": end, "fetch": fetch, "prefix": prefix, "at": at}
-    # Keys not written since `at` have their value at `at` in `current`...
-    unchanged = " AND c.mod_revision <= :at" if revision else ""
-    rows = conn.execute(
-        f"{_CURRENT_ROW} WHERE c.key {op} :low{upper}{unchanged} ORDER BY c.key LIMIT :fetch",
-        params,
-    ).fetchall()
-    count = conn.execute(
-        f"SELECT count(*) FROM current c WHERE c.key >= :prefix{upper}{unchanged}", params
-    ).fetchone()[0]
-    if revision:
-        # ...the keys written since (few, for a recent `at`) need the log:
-        # their newest row at or before `at`, unless it is a tombstone.
-        changed = conn.execute(
-            "SELECT l.key, l.value, l.create_revision, l.revision, l.deleted FROM ("
-            f"  SELECT DISTINCT c.key FROM log c WHERE c.revision > :at AND c.key >= :prefix{upper}"
-            ") t JOIN log l ON l.revision = ("
-            "  SELECT max(revision) FROM log WHERE key = t.key AND revision <= :at)",
-            params,
-        ).fetchall()
-        live = [row[:4] for row in changed if not row[4]]
-        count += len(live)
-        extra = [row for row in live if (row[0] > low if op == ">" else row[0] >= low)]
-        if extra:
-            rows = sorted(rows + extra, key=operator.itemgetter(0))
-            if limit > 0:
-                rows = rows[:fetch]
-    more = limit > 0 and len(rows) > limit
-    if more:
-        rows = rows[:limit]
-    return RangeResult(kvs=[KeyValue(*r) for r in rows], revision=at, more=more, count=count)
-
-
-def _history(
-    conn: sqlite3.Connection, prefix: str, after: int, upto: int
-) -> tuple[list[Event], int]:
-    """Events under ``prefix`` in (after, upto], at most one page; and the
-    revision the page covers up to."""
-    meta = _read_meta(conn)
-    if after < meta.compacted:
-        raise CompactedError(after, meta.compacted)
-    end = prefix_end(prefix)
-    upper = " AND l.key < :end" if end is not None else ""
-    rows = conn.execute(
-        "SELECT l.revision, l.key, l.value, l.create_revision, l.deleted, "
-        "p.revision, p.value, p.create_revision, p.deleted "
-        "FROM log l LEFT JOIN log p ON p.revision = ("
-        "  SELECT max(revision) FROM log WHERE key = l.key AND revision < l.revision) "
-        f"WHERE l.revision > :after AND l.revision <= :upto AND l.key >= :prefix{upper} "
-        "ORDER BY l.revision LIMIT :page",
-        {"after": after, "upto": upto, "prefix": prefix, "end": end, "page": _REPLAY_PAGE},
-    ).fetchall()
-    events: list[Event] = []
-    for rev, key, value, create_rev, deleted, p_rev, p_value, p_create, p_deleted in rows:
-        prev = None
-        if p_rev is not None and not p_deleted:
-            prev = KeyValue(key, p_value, p_create, p_rev)
-        if deleted:
-            last = prev.value if prev is not None else b""
-            events.append(Event("DELETE", KeyValue(key, last, create_rev, rev), prev))
-        else:
-            events.append(Event("PUT", KeyValue(key, value, create_rev, rev), prev))
-    covered = rows[-1][0] if len(rows) == _REPLAY_PAGE else upto
-    return events, covered
-
-
-def _history_snapshot(
-    conn: sqlite3.Connection, *, prefix: str, after: int, upto: int
-) -> tuple[list[Event], int]:
-    return _snapshot(conn, lambda: _history(conn, prefix, after, upto))
-
-
-def _current_with_value(conn: sqlite3.Connection, key: str) -> KeyValue | None:
-    row = conn.execute(_CURRENT_ROW + " WHERE c.key = ?", (key,)).fetchone()
-    return KeyValue(*row) if row else None
-
-
-def _apply(conn: sqlite3.Connection, meta: _Meta, op: _Op, events: list[Event]) -> object:
-    """Apply one operation inside the writer's transaction; raise StoreError
-    (nothing written) when its check fails."""
-    if op.kind == "compact":
-        return _compact(conn, meta, op.expected or 0)
-    if op.kind == "create":
-        if conn.execute("SELECT 1 FROM current WHERE key = ?", (op.key,)).fetchone():
-            raise KeyExistsError(op.key)
-        meta.revision += 1
-        rev = meta.revision
-        conn.execute("INSERT INTO log VALUES (?, ?, ?, ?, 0)", (rev, op.key, op.value, rev))
-        conn.execute("INSERT INTO current VALUES (?, ?, ?)", (op.key, rev, rev))
-        kv = KeyValue(op.key, op.value, rev, rev)
-        events.append(Event("PUT", kv))
-        return kv
-    prev = _current_with_value(conn, op.key)
-    if prev is None:
-        raise KeyNotFoundError(op.key)
-    if op.expected is not None and prev.mod_revision != op.expected:
-        raise ConflictError(op.key, op.expected, prev.mod_revision)
-    meta.revision += 1
-    rev = meta.revision
-    if op.kind == "update":
-        conn.execute(
-            "INSERT INTO log VALUES (?, ?, ?, ?, 0)", (rev, op.key, op.value, prev.create_revision)
-        )
-        conn.execute("UPDATE current SET mod_revision = ? WHERE key = ?", (rev, op.key))
-        kv = KeyValue(op.key, op.value, prev.create_revision, rev)
-        events.append(Event("PUT", kv, prev))
-        return kv
-    conn.execute("INSERT INTO log VALUES (?, ?, x'', ?, 1)", (rev, op.key, prev.create_revision))
-    conn.execute("DELETE FROM current WHERE key = ?", (op.key,))
-    kv = KeyValue(op.key, prev.value, prev.create_revision, rev)
-    events.append(Event("DELETE", kv, prev))
-    return kv
-
-
-def _compact(conn: sqlite3.Connection, meta: _Meta, revision: int) -> None:
-    if revision > meta.revision:
-        raise FutureRevisionError(revision, meta.revision)
-    if revision <= meta.compacted:
-        return None
-    # Keep, per key, the newest row at or before `revision` unless it is a
-    # tombstone; every row after `revision` stays. Only keys written since
-    # the last compaction can have rows to drop.
-    conn.execute(
-        "DELETE FROM log WHERE key IN ("
-        "  SELECT key FROM log WHERE revision > :since AND revision <= :at) "
-        "AND revision <= :at AND (deleted = 1 OR revision < ("
-        "  SELECT max(l2.revision) FROM log l2 WHERE l2.key = log.key AND l2.revision <= :at))",
-        {"at": revision, "since": meta.compacted},
-    )
-    meta.compacted = revision
-    return None
 
 
 # -- watch ----------------------------------------------------------------------
@@ -677,7 +446,7 @@ class SqliteWatcher:
                 self._go_live()  # no await since reading `published`: no gap
                 break
             events, covered = await self._store._read_pooled(
-                functools.partial(_history_snapshot, prefix=self.prefix, after=self._cursor, upto=upto)
+                functools.partial(history_snapshot, prefix=self.prefix, after=self._cursor, upto=upto)
             )
             self._cursor = covered
             if covered >= hub.published:
