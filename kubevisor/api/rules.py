@@ -155,6 +155,11 @@ def validate_metadata(rt: ResourceType, obj: JSON) -> list[FieldError]:
             errs.extend(invalid("metadata.labels", key, m) for m in qualified_name(key))
             if isinstance(value, str):
                 errs.extend(invalid("metadata.labels", value, m) for m in label_value(value))
+    errs.extend(_owner_references(meta.get("ownerReferences")))
+    for i, finalizer in enumerate(meta.get("finalizers") or ()):
+        if isinstance(finalizer, str):
+            errs.extend(invalid(f"metadata.finalizers[{i}]", finalizer, m)
+                        for m in qualified_name(finalizer))
     annotations = meta.get("annotations")
     if isinstance(annotations, dict):
         total = 0
@@ -164,6 +169,28 @@ def validate_metadata(rt: ResourceType, obj: JSON) -> list[FieldError]:
         if total > _MAX_ANNOTATIONS:
             errs.append(FieldError("FieldValueTooLong", "metadata.annotations", "",
                                    f"must have at most {_MAX_ANNOTATIONS} bytes"))
+    return errs
+
+
+def _owner_references(refs: Any) -> list[FieldError]:
+    if not isinstance(refs, list):
+        return []
+    errs: list[FieldError] = []
+    controllers = []
+    for ref in refs:
+        if not isinstance(ref, dict):
+            continue
+        for key, what in (("apiVersion", "version"), ("kind", "kind"), ("name", "name"),
+                          ("uid", "uid")):
+            if not ref.get(key):
+                errs.append(invalid(f"metadata.ownerReferences.{key}", ref.get(key) or "",
+                                    f"{what} must not be empty"))
+        if ref.get("controller") is True:
+            controllers.append(f'"{ref.get("kind")}/{ref.get("name")}"')
+    if len(controllers) > 1:
+        errs.append(invalid("metadata.ownerReferences", GoRepr("[]v1.OwnerReference{...}"),
+                            "Only one reference can have Controller set to true. Found \"true\" "
+                            f"in references for {' and '.join(controllers)}"))
     return errs
 
 

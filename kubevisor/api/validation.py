@@ -690,12 +690,17 @@ def _validate_custom(rt: ResourceType, obj: JSON) -> list[FieldError]:
     return errs
 
 
-def unknown_fields(schema: JSON, obj: Any, *, builtin: bool = True, path: str = "") -> list[str]:
+def unknown_fields(schema: JSON, obj: Any, *, builtin: bool | None = None,
+                   path: str = "") -> list[str]:
     """Paths of fields the schema does not declare (``spec.foo``,
     ``spec.containers[0].bogus``), as strict field validation reports them.
     ``x-kubernetes-preserve-unknown-fields`` accepts anything below it; an
     object schema without properties accepts anything for built-ins (free
-    form, e.g. RawExtension) and nothing for custom resources (pruned)."""
+    form, e.g. RawExtension) and nothing for custom resources (pruned).
+    ``builtin=None``: built-in if ``schema`` is an upstream component schema,
+    custom (a CRD's schema) otherwise. Prefer ``unknown_fields_of(rt, obj)``."""
+    if builtin is None:
+        builtin = _is_component(schema)
     out: list[str] = []
     node = _compiled(schema, builtin=builtin)
     if not path and isinstance(obj, dict) and node.props is not None and \
@@ -707,6 +712,13 @@ def unknown_fields(schema: JSON, obj: Any, *, builtin: bool = True, path: str = 
 
 
 _TYPE_META = frozenset({"apiVersion", "kind", "metadata"})
+_COMPONENT_IDS: set[int] = set()
+
+
+def _is_component(schema: JSON) -> bool:
+    if not _COMPONENT_IDS:
+        _COMPONENT_IDS.update(id(v) for v in schemas.component_schemas().values())
+    return id(schema) in _COMPONENT_IDS
 
 
 def unknown_fields_of(rt: ResourceType, obj: JSON) -> list[str]:

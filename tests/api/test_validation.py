@@ -266,3 +266,37 @@ def test_requests_within_limits_and_mounts_of_declared_volumes() -> None:
         "or equal to cpu limit of 1",
         'spec.containers[0].volumeMounts[1].name: Not found: "data"',
     ]
+
+
+def test_unknown_fields_tells_builtin_from_custom_schemas() -> None:
+    from kubevisor.api import schemas
+
+    rt = _crontab_rt()
+    obj = _crontab(bogus=1)
+    obj["status"] = {"replicas": 1, "other": 2}
+    assert sorted(validation.unknown_fields(schemas.schema_of(rt), obj)) == [
+        "spec.bogus", "status.other"]
+    pod = examples()[("", "Pod")]
+    pod["spec"]["overhead"] = {"cpu": "1"}
+    pod["spec"]["bogus"] = 1
+    assert validation.unknown_fields(schemas.schema_of(_rt("", "Pod")), pod) == ["spec.bogus"]
+
+
+def test_owner_references_and_finalizers() -> None:
+    cm = examples()[("", "ConfigMap")]
+    cm["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "a", "uid": "1",
+         "controller": True},
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "b", "uid": "",
+         "controller": True},
+    ]
+    cm["metadata"]["finalizers"] = ["kubernetes.io/pv-protection", "bad finalizer"]
+    text = _messages(validate(_rt("", "ConfigMap"), cm))
+    assert text[0] == 'metadata.ownerReferences.uid: Invalid value: "": uid must not be empty'
+    assert text[1] == (
+        "metadata.ownerReferences: Invalid value: []v1.OwnerReference{...}: Only one reference "
+        'can have Controller set to true. Found "true" in references for "ReplicaSet/a" and '
+        '"ReplicaSet/b"')
+    assert text[2].startswith('metadata.finalizers[1]: Invalid value: "bad finalizer": name '
+                              "part must consist of")
+    assert len(text) == 3
