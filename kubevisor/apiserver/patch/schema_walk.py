@@ -301,6 +301,7 @@ class _Compiler:
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 _CACHE_LIMIT = 4096
+_NO_DEFS: Mapping[str, Mapping[str, Any]] = {}
 _CACHE: dict[tuple[int, int], tuple[Any, Any, Node]] = {}
 _COMPILERS: dict[int, tuple[Any, _Compiler]] = {}
 
@@ -313,7 +314,7 @@ def compile_schema(
     stay valid: pass the same long-lived objects on every call)."""
     if schema is None:
         return ANY_NODE
-    defs = defs if defs is not None else {}
+    defs = defs if defs is not None else _NO_DEFS
     key = (id(schema), id(defs))
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is schema and hit[1] is defs:
