@@ -161,7 +161,8 @@ class EtcdCluster(list[str]):
 @contextlib.contextmanager
 def running_etcd(base_dir: Path, *, members: int = 1, attempts: int = 3) -> Iterator[EtcdCluster]:
     """Start ``members`` etcd processes with data under ``base_dir``; yield
-    the cluster once healthy; stop them on exit. Retries on port clashes."""
+    the cluster once healthy; on exit stop them and delete their data (the
+    ``<member>.log`` files stay). Retries on port clashes."""
     assert members >= 1, "an etcd cluster needs at least one member"
     last: EtcdError | None = None
     for attempt in range(attempts):
@@ -185,6 +186,8 @@ def running_etcd(base_dir: Path, *, members: int = 1, attempts: int = 3) -> Iter
             yield cluster
         finally:
             cluster.stop()
+            for member in cluster.members:  # keep the logs, drop the data
+                shutil.rmtree(member.data_dir, ignore_errors=True)
         return
     raise EtcdError(f"etcd did not start in {attempts} attempts") from last
 
