@@ -384,7 +384,15 @@ async def write_update(
         new = objects.prepare_update(rt, new, old, status_only=status_only)
         if not status_only and subresource != "finalize":
             strategy.prepare_for_update(rt, new, old)
+        # spec.finalizers of a Namespace is defaulted on create only (its
+        # defaulter would put "kubernetes" back after a finalize).
+        ns_finalizers = _ns_finalizers(rt, new) if strategy.gk(rt) == strategy.NAMESPACE else None
         admission.default_and_validate(rt, new)
+        if ns_finalizers is not None:
+            if ns_finalizers:
+                new.setdefault("spec", {})["finalizers"] = ns_finalizers
+            else:
+                (new.get("spec") or {}).pop("finalizers", None)
         if manage:
             managed.on_update(rt, new, old, req, subresource=subresource)
         if objects.same_object(new, old):

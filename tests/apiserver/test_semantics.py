@@ -1,0 +1,212 @@
+"""Object semantics: finalizers and deletion, namespaces, status/scale
+subresources, generation, paging, selectors, Table, CRDs."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.apiserver.conftest import make_ns
+
+CM = "/api/v1/namespaces/ns1/configmaps"
+DEP = "/apis/apps/v1/namespaces/ns1/deployments"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+def cm(name: str, **meta: object) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, **meta}}
+
+
+def deployment(name: str, replicas: int = 1) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+
+
+async def test_finalizers_hold_deletion_until_removed(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    r = await api.post(CM, json=cm("a", finalizers=["example.com/hold"]))
+    assert r.status_code == 201
+    r = await api.delete(f"{CM}/a")
+    assert r.status_code == 200
+    obj = (await api.get(f"{CM}/a")).json()
+    assert obj["metadata"]["deletionTimestamp"] and obj["metadata"]["deletionGracePeriodSeconds"] == 0
+    obj["metadata"]["finalizers"] = []
+    r = await api.put(f"{CM}/a", json=obj)
+    assert r.status_code == 200
+    assert (await api.get(f"{CM}/a")).status_code == 404
+
+
+async def test_propagation_policy_sets_gc_finalizers(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    await api.post(DEP, json=deployment("fg"))
+    await api.post(DEP, json=deployment("or"))
+    r = await api.request("DELETE", f"{DEP}/fg", json={"propagationPolicy": "Foreground"})
+    assert r.status_code == 200
+    assert r.json()["metadata"]["finalizers"] == ["foregroundDeletion"]
+    r = await api.delete(f"{DEP}/or", params={"propagationPolicy": "Orphan"})
+    assert r.json()["metadata"]["finalizers"] == ["orphan"]
+    r = await api.delete(f"{DEP}/nope")
+    assert r.status_code == 404
+
+
+async def test_delete_preconditions(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    await api.post(CM, json=cm("a"))
+    r = await api.request("DELETE", f"{CM}/a", json={"preconditions": {"uid": "other"}})
+    assert r.status_code == 409 and "Precondition failed: UID in precondition: other" in r.json()["message"]
+    r = await api.delete(f"{CM}/a", params={"dryRun": "All"})
+    assert r.status_code == 200
+    assert (await api.get(f"{CM}/a")).status_code == 200
+
+
+async def test_namespace_termination_and_finalize(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    r = await api.delete("/api/v1/namespaces/ns1")
+    assert r.status_code == 200
+    ns = r.json()
+    assert ns["status"]["phase"] == "Terminating" and ns["metadata"]["deletionTimestamp"]
+    r = await api.post(CM, json=cm("a"))
+    assert r.status_code == 403
+    assert r.json()["message"] == (
+        'configmaps "a" is forbidden: unable to create new content in namespace ns1 because it '
+        "is being terminated")
+    ns["spec"]["finalizers"] = []
+    r = await api.put("/api/v1/namespaces/ns1/finalize", json=ns)
+    assert r.status_code == 200, r.text
+    assert (await api.get("/api/v1/namespaces/ns1")).status_code == 404
+
+
+async def test_status_subresource_and_generation(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    dep = (await api.post(DEP, json={**deployment("d"), "status": {"replicas": 9}})).json()
+    assert dep["metadata"]["generation"] == 1 and "replicas" not in dep.get("status", {})
+    dep["status"] = {"replicas": 2}
+    dep["metadata"]["labels"] = {"x": "y"}
+    r = await api.put(f"{DEP}/d", json=dep)
+    upd = r.json()
+    assert upd["metadata"]["generation"] == 1, "metadata-only change keeps generation"
+    assert upd.get("status", {}).get("replicas") is None, "main PUT ignores status"
+    upd["status"] = {"replicas": 2}
+    upd["spec"]["replicas"] = 5
+    r = await api.put(f"{DEP}/d/status", json=upd)
+    st = r.json()
+    assert st["status"]["replicas"] == 2 and st["spec"]["replicas"] == 1
+    st["spec"]["replicas"] = 4
+    r = await api.put(f"{DEP}/d", json=st)
+    assert r.json()["metadata"]["generation"] == 2
+
+
+async def test_scale_subresource(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    await api.post(DEP, json=deployment("d", 2))
+    scale = (await api.get(f"{DEP}/d/scale")).json()
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 2
+    assert scale["status"]["selector"] == "app=d"
+    scale["spec"]["replicas"] = 7
+    r = await api.put(f"{DEP}/d/scale", json=scale)
+    assert r.status_code == 200 and r.json()["spec"]["replicas"] == 7
+    r = await api.patch(f"{DEP}/d/scale", content=b'{"spec":{"replicas":3}}',
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.json()["spec"]["replicas"] == 3
+    assert (await api.get(f"{DEP}/d")).json()["spec"]["replicas"] == 3
+
+
+async def test_paging_and_selectors(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    for i in range(5):
+        await api.post(CM, json=cm(f"c{i}", labels={"parity": "even" if i % 2 == 0 else "odd"}))
+    r = (await api.get(CM, params={"limit": 2})).json()
+    assert [i["metadata"]["name"] for i in r["items"]] == ["c0", "c1"]
+    assert r["metadata"]["remainingItemCount"] == 3
+    names = [i["metadata"]["name"] for i in r["items"]]
+    token = r["metadata"]["continue"]
+    await api.post(CM, json=cm("c9"))  # not seen: the pages read at the first revision
+    while token:
+        r = (await api.get(CM, params={"limit": 2, "continue": token})).json()
+        names += [i["metadata"]["name"] for i in r["items"]]
+        token = r["metadata"].get("continue")
+    assert names == ["c0", "c1", "c2", "c3", "c4"]
+    r = (await api.get(CM, params={"labelSelector": "parity=even", "limit": 2})).json()
+    assert [i["metadata"]["name"] for i in r["items"]] == ["c0", "c2"]
+    r = (await api.get(CM, params={"labelSelector": "parity=even", "limit": 2,
+                                   "continue": r["metadata"]["continue"]})).json()
+    assert [i["metadata"]["name"] for i in r["items"]] == ["c4"]
+    r = (await api.get("/api/v1/configmaps", params={"fieldSelector": "metadata.name=c3"})).json()
+    assert [i["metadata"]["name"] for i in r["items"]] == ["c3"]
+    r = await api.get(CM, params={"fieldSelector": "spec.nope=1"})
+    assert r.status_code == 400 and r.json()["message"] == "field label not supported: spec.nope"
+    r = await api.request("DELETE", CM, params={"labelSelector": "parity=odd"})
+    assert r.status_code == 200
+    left = (await api.get(CM)).json()["items"]
+    assert sorted(i["metadata"]["name"] for i in left) == ["c0", "c2", "c4", "c9"]
+
+
+async def test_table_output(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    await api.post(DEP, json=deployment("d", 2))
+    r = await api.get(DEP, headers={"Accept": TABLE})
+    table = r.json()
+    assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1"
+    names = [c["name"] for c in table["columnDefinitions"]]
+    assert names[0] == "Name" and "Age" in names
+    row = table["rows"][0]
+    assert row["cells"][0] == "d" and row["object"]["kind"] == "PartialObjectMetadata"
+    assert row["object"]["metadata"]["name"] == "d"
+    wide = [c for c in table["columnDefinitions"] if c["priority"] == 1]
+    assert wide, "deployments have -o wide columns"
+    r = await api.get(f"{DEP}/d", headers={"Accept": TABLE}, params={"includeObject": "None"})
+    assert "object" not in r.json()["rows"][0]
+    r = await api.get(DEP, headers={"Accept": "application/vnd.kubernetes.protobuf"})
+    assert r.status_code == 406
+
+
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget",
+                       "shortNames": ["wd"]},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "subresources": {"status": {}},
+                           "additionalPrinterColumns": [
+                               {"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                               "spec": {"type": "object",
+                                        "properties": {"size": {"type": "integer"}}},
+                               "status": {"type": "object",
+                                          "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
+WIDGETS = "/apis/example.com/v1/namespaces/ns1/widgets"
+
+
+async def test_crd_serves_kind_at_once(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    r = await api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=CRD)
+    assert r.status_code == 201, r.text
+    conds = {c["type"]: c["status"] for c in r.json()["status"]["conditions"]}
+    assert conds == {"NamesAccepted": "True", "Established": "True"}
+    disc = (await api.get("/apis/example.com/v1")).json()
+    assert {res["name"] for res in disc["resources"]} == {"widgets", "widgets/status"}
+    assert "example.com" in {g["name"] for g in (await api.get("/apis")).json()["groups"]}
+    w = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+         "spec": {"size": 3}}
+    r = await api.post(WIDGETS, json=w)
+    assert r.status_code == 201, r.text
+    assert r.json()["metadata"]["generation"] == 1
+    bad = {**w, "metadata": {"name": "bad"}, "spec": {"size": "big"}}
+    r = await api.post(WIDGETS, json=bad)
+    assert r.status_code == 422 and r.json()["details"]["causes"][0]["field"] == "spec.size"
+    r = await api.patch(f"{WIDGETS}/w", content=b'{"spec":{"size":4}}',
+                        headers={"Content-Type": "application/strategic-merge-patch+json"})
+    assert r.status_code == 415
+    r = await api.patch(f"{WIDGETS}/w", content=b'{"spec":{"size":4}}',
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.json()["spec"]["size"] == 4 and r.json()["metadata"]["generation"] == 2
+    table = (await api.get(WIDGETS, headers={"Accept": TABLE})).json()
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Size"]
+    assert table["rows"][0]["cells"] == ["w", 4]
+    r = await api.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+    assert r.status_code == 200
+    assert (await api.get(WIDGETS)).status_code == 404
+    await api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=CRD)
+    assert (await api.get(WIDGETS)).json()["items"] == [], "objects went with their CRD"
