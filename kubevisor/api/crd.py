@@ -14,16 +14,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kubevisor.api.kinds import JSON, PrinterColumn, ResourceType, ScaleSubresource
-from kubevisor.api.validation import (
+from kubevisor.api.fielderrors import (
     DUPLICATE,
     FieldError,
     GoRepr,
     invalid,
     not_supported,
     required,
-    validate_schema,
 )
+from kubevisor.api.kinds import JSON, PrinterColumn, ResourceType, ScaleSubresource
+from kubevisor.api.validation import validate_schema
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

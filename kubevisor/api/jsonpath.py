@@ -21,11 +21,10 @@ from typing import Any
 
 import orjson
 
+from kubevisor.api.errors import JSONPathError
+
 Step = Callable[[Any], Iterator[Any]]
 
-
-class JSONPathError(ValueError):
-    """A path that cannot be parsed."""
 
 
 @dataclass(frozen=True, slots=True)

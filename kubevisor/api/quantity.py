@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from kubevisor.api.errors import QuantityError
+
 _FORM = re.compile(r"^([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
 _SUFFIX = {
     "": Decimal(1),
@@ -21,9 +23,6 @@ _SUFFIX = {
     "Pi": Decimal(2**50), "Ei": Decimal(2**60),
 }
 
-
-class QuantityError(ValueError):
-    """Not a quantity."""
 
 
 def parse_quantity(value: str | int | float) -> Decimal:

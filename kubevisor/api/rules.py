@@ -13,9 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from kubevisor.api.kinds import JSON, ResourceType
-from kubevisor.api.quantity import QuantityError, parse_quantity
-from kubevisor.api.validation import (
+from kubevisor.api.fielderrors import (
     DUPLICATE,
     FORBIDDEN,
     NOT_FOUND,
@@ -25,6 +23,8 @@ from kubevisor.api.validation import (
     not_supported,
     required,
 )
+from kubevisor.api.kinds import JSON, ResourceType
+from kubevisor.api.quantity import QuantityError, parse_quantity
 
 _LABEL_FMT = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN_FMT = _LABEL_FMT + r"(\." + _LABEL_FMT + r")*"

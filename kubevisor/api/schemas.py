@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from kubevisor.api.errors import SchemaError
 from kubevisor.api.kinds import JSON, ResourceType
 
 # The Kubernetes minor whose schemas we serve (kubectl v1.32 is the client).
@@ -47,9 +48,6 @@ _SPECIAL: dict[str, JSON] = {
     },
 }
 
-
-class SchemaError(LookupError):
-    """A schema name that the upstream definitions do not hold."""
 
 
 def _source_path() -> Any:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kubevisor.api.fielderrors import FORBIDDEN, FieldError, GoRepr, invalid
 from kubevisor.api.kinds import JSON, ResourceType
-from kubevisor.api.validation import FORBIDDEN, FieldError, GoRepr, invalid
 
 Rule = Callable[[JSON, JSON], list[FieldError]]
 

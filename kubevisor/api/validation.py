@@ -12,180 +12,43 @@ validation rejects. Built-in kinds additionally get the essential rules of
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 import orjson
 
 from kubevisor.api import schemas
+from kubevisor.api.fielderrors import (
+    DUPLICATE,
+    FORBIDDEN,
+    INVALID,
+    NOT_FOUND,
+    NOT_SUPPORTED,
+    REQUIRED,
+    TOO_LONG,
+    TOO_MANY,
+    TYPE_INVALID,
+    FieldError,
+    GoRepr,
+    go_value,
+    invalid,
+    invalid_message,
+    not_supported,
+    required,
+    too_long,
+)
+from kubevisor.api.formats import FORMATS
 from kubevisor.api.kinds import JSON, ResourceType
 
-# Cause reasons (metav1.CauseType) and their texts (field.ErrorType.String()).
-REQUIRED = "FieldValueRequired"
-INVALID = "FieldValueInvalid"
-TYPE_INVALID = "FieldValueTypeInvalid"
-NOT_SUPPORTED = "FieldValueNotSupported"
-DUPLICATE = "FieldValueDuplicate"
-FORBIDDEN = "FieldValueForbidden"
-TOO_LONG = "FieldValueTooLong"
-TOO_MANY = "FieldValueTooMany"
-NOT_FOUND = "FieldValueNotFound"
-
-_TEXT = {
-    REQUIRED: "Required value",
-    INVALID: "Invalid value",
-    TYPE_INVALID: "Invalid value",
-    NOT_SUPPORTED: "Unsupported value",
-    DUPLICATE: "Duplicate value",
-    FORBIDDEN: "Forbidden",
-    TOO_LONG: "Too long",
-    TOO_MANY: "Too many",
-    NOT_FOUND: "Not found",
-}
-_NO_VALUE = frozenset({REQUIRED, FORBIDDEN, TOO_LONG})
-
-
-class GoRepr(str):
-    """A bad value already in Go's %#v form (printed as is, not quoted)."""
-
-
-def go_value(value: Any) -> str:
-    """A value as Go's field errors print it (%q for strings, %v for scalars)."""
-    if isinstance(value, GoRepr):
-        return str(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return orjson.dumps(value).decode()
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One invalid field: ``type`` is the cause reason (FieldValueInvalid…),
-    ``field`` the path (``spec.containers[0].image``)."""
-
-    type: str
-    field: str
-    value: Any = None
-    detail: str = ""
-
-    def body(self) -> str:
-        """The message without the field (a Status cause's ``message``)."""
-        text = _TEXT.get(self.type, "Invalid value")
-        out = text if self.type in _NO_VALUE else f"{text}: {go_value(self.value)}"
-        return f"{out}: {self.detail}" if self.detail else out
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.body()}" if self.field else self.body()
-
-
-def required(path: str, detail: str = "") -> FieldError:
-    return FieldError(REQUIRED, path, "", detail)
-
-
-def invalid(path: str, value: Any, detail: str) -> FieldError:
-    return FieldError(INVALID, path, value, detail)
-
-
-def not_supported(path: str, value: Any, allowed: list[Any]) -> FieldError:
-    detail = "supported values: " + ", ".join(go_value(v) for v in allowed)
-    return FieldError(NOT_SUPPORTED, path, value, detail)
-
-
-def too_long(path: str, value: Any, max_length: int) -> FieldError:
-    unit = "byte" if max_length == 1 else "bytes"
-    return FieldError(TOO_LONG, path, value, f"may not be more than {max_length} {unit}")
-
-
-def invalid_message(qualified_kind: str, name: str, errors: list[FieldError]) -> str:
-    """kube-apiserver's 422 message: ``Pod "x" is invalid: [a, b]`` (no
-    brackets for one error). ``qualified_kind`` is e.g. ``Deployment.apps``."""
-    parts = [str(e) for e in errors]
-    joined = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-    return f'{qualified_kind} "{name}" is invalid: {joined}'
-
-
-# ---------------------------------------------------------------------------
-# Formats (kube-openapi's strfmt registry, the ones CRDs use)
-
-_UUID = re.compile(r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
-_HOSTNAME = re.compile(
-    r"^([a-zA-Z0-9\p{S}\p{L}]((-?[a-zA-Z0-9\p{S}\p{L}]{0,62})?)|"
-    r"([a-zA-Z0-9\p{S}\p{L}](([a-zA-Z0-9-\p{S}\p{L}]{0,61}[a-zA-Z0-9\p{S}\p{L}])?)(\.)){1,}"
-    r"([a-zA-Z\p{L}]){2,63})$".replace(r"\p{S}", "").replace(r"\p{L}", "")
-)
-_MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}([0-9A-Fa-f]{2})$|^([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h|d|w))+$")
-
-
-def _is_datetime(s: str) -> bool:
-    try:
-        datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return False
-    return "T" in s or "t" in s or " " in s
-
-
-def _is_date(s: str) -> bool:
-    try:
-        date.fromisoformat(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_ip(s: str, version: int) -> bool:
-    try:
-        return ipaddress.ip_address(s).version == version
-    except ValueError:
-        return False
-
-
-def _is_cidr(s: str) -> bool:
-    try:
-        ipaddress.ip_network(s, strict=False)
-    except ValueError:
-        return False
-    return "/" in s
-
-
-def _is_byte(s: str) -> bool:
-    try:
-        base64.b64decode(s, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return True
-
-
-_FORMATS: dict[str, Callable[[str], bool]] = {
-    "date-time": _is_datetime,
-    "datetime": _is_datetime,
-    "date": _is_date,
-    "uuid": lambda s: bool(_UUID.match(s)),
-    "ipv4": lambda s: _is_ip(s, 4),
-    "ipv6": lambda s: _is_ip(s, 6),
-    "cidr": _is_cidr,
-    "mac": lambda s: bool(_MAC.match(s)),
-    "hostname": lambda s: len(s) <= 255 and bool(_HOSTNAME.match(s)),
-    "email": lambda s: bool(_EMAIL.match(s)),
-    "byte": _is_byte,
-    "duration": lambda s: bool(_DURATION.match(s)),
-}
+# Re-exported: callers may use validation.FieldError & co.
+__all__ = [
+    "DUPLICATE", "FORBIDDEN", "INVALID", "NOT_FOUND", "NOT_SUPPORTED", "REQUIRED", "TOO_LONG",
+    "TOO_MANY", "TYPE_INVALID", "FieldError", "GoRepr", "go_value", "invalid",
+    "invalid_message", "not_supported", "required", "too_long", "unknown_fields",
+    "unknown_fields_of", "validate", "validate_schema", "validate_update",
+]
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 
@@ -363,8 +226,8 @@ class _Compiler:
         if fmt == "int-or-string" or schema.get("x-kubernetes-int-or-string"):
             node.int_or_string = True
             node.type = None
-        elif isinstance(fmt, str) and fmt in _FORMATS:
-            node.fmt = _FORMATS[fmt]
+        elif isinstance(fmt, str) and fmt in FORMATS:
+            node.fmt = FORMATS[fmt]
             node.fmt_name = fmt
         one_of = schema.get("oneOf")
         if one_of and {s.get("type") for s in one_of} == {"string", "number"}:
