@@ -32,7 +32,8 @@ _rand = random.SystemRandom()
 
 
 def check_body(rt: ResourceType, body: Any, *, expect_kind: str = "") -> JSON:
-    """``body`` is an object of ``rt``'s kind and version (or omits them)."""
+    """``body`` is an object of ``rt``'s kind and version, or omits them (then
+    the URL's kind and version are its defaults, as kube-apiserver decodes)."""
     if not isinstance(body, dict):
         raise errors.bad_request(
             f"the object provided is unrecognized (must be of type {expect_kind or rt.kind})"
@@ -44,15 +45,13 @@ def check_body(rt: ResourceType, body: Any, *, expect_kind: str = "") -> JSON:
         raise errors.bad_request("Object 'Kind' is not a string")
     if api_version is not None and not isinstance(api_version, str):
         raise errors.bad_request("Object 'apiVersion' is not a string")
-    if not kind:
-        raise errors.bad_request("Object 'Kind' is missing in the request body")
     want_version = "autoscaling/v1" if expect_kind == "Scale" else rt.group_version
     if api_version and api_version != want_version:
         raise errors.bad_request(
             f"the API version in the data ({api_version}) does not match the expected API "
             f"version ({want_version})"
         )
-    if kind != want_kind:
+    if kind and kind != want_kind:
         raise errors.bad_request(
             f"the object provided is unrecognized (must be of type {want_kind}): "
             f'kind "{kind}" does not match'

@@ -50,6 +50,7 @@ async def served(tmp_path: Path) -> AsyncIterator[object]:
 
     config = make_config(tmp_path / "store")
     async with serve(config, data_dir=tmp_path / "srv") as url:
+        url.store = config.store  # type: ignore[attr-defined]
         yield url
 
 
