@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from kubevisor.api import openapi
+from kubevisor.api import openapi, openapiv2
 from kubevisor.api.kinds import Registry
 
 
@@ -32,7 +32,7 @@ def _resource_list(registry: Registry, group: str, version: str) -> dict:
             "resources": resources}
 
 
-def _route(registry: Registry, path: str) -> dict | bytes | None:
+def _route(registry: Registry, path: str, serve_v2: bool) -> dict | bytes | None:
     groups = registry.group_versions()
     if path == "/api":
         return {"kind": "APIVersions", "versions": ["v1"],
@@ -58,13 +58,19 @@ def _route(registry: Registry, path: str) -> dict | bytes | None:
         return _resource_list(registry, "", parts[1])
     if parts[0] == "apis" and len(parts) == 3:
         return _resource_list(registry, parts[1], parts[2])
+    if path == "/apis/apiextensions.k8s.io/v1/customresourcedefinitions":
+        return {"kind": "CustomResourceDefinitionList", "apiVersion": "apiextensions.k8s.io/v1",
+                "metadata": {"resourceVersion": "1"}, "items": []}
+    if path == "/openapi/v2" and serve_v2:
+        return openapiv2.openapi_v2_protobuf(registry)
     if path == "/version":
         return {"major": "1", "minor": "32", "gitVersion": "v1.32.0"}
     return None
 
 
 @contextmanager
-def serve(registry: Registry, writes: list[str] | None = None) -> Iterator[str]:
+def serve(registry: Registry, writes: list[str] | None = None, *,
+          serve_v2: bool = True) -> Iterator[str]:
     """Serve ``registry`` on a free loopback port; yields the base URL.
     POST stores the object and echoes it (201); PUT/PATCH echo the stored
     object; each write is appended to ``writes`` as
@@ -93,7 +99,7 @@ def serve(registry: Registry, writes: list[str] | None = None) -> Iterator[str]:
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
-            body = objects.get(path) or _route(registry, path)
+            body = objects.get(path) or _route(registry, path, serve_v2)
             if body is None:
                 self.send_response(404)
                 raw = orjson.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",

@@ -145,3 +145,18 @@ def test_document_bytes_match_document() -> None:
     assert openapi.openapi_v3_index(registry)["paths"]["apis/storage.k8s.io/v1"][
         "serverRelativeURL"].endswith(digest)
     assert openapi.openapi_v3_document_bytes(registry, "nope.io", "v1") is None
+
+
+def test_openapi_v2_protobuf() -> None:
+    from kubevisor.api import openapiv2
+
+    registry = builtin_registry()
+    raw = openapiv2.openapi_v2_protobuf(registry)
+    assert raw.startswith(b"\x0a\x032.0")  # field 1 (swagger), length 3, "2.0"
+    assert b'group: ""\nkind: Namespace\nversion: v1\n' in raw
+    assert b"/api/v1/namespaces/{namespace}/pods/{name}" in raw
+    assert b"fieldValidation" in raw
+    assert openapiv2.openapi_v2_protobuf(registry) is raw
+    for rt in resource_types(crd_example()):
+        registry.add(rt)
+    assert b"kind: CronTab" in openapiv2.openapi_v2_protobuf(registry)

@@ -108,3 +108,18 @@ def test_client_side_apply_finds_patch_merge_keys(tmp_path: Path) -> None:
     assert "application/strategic-merge-patch+json" in patch, patch
     assert '"$setElementOrder/containers":[{"name":"a"},{"name":"b"}]' in patch, patch
     assert '"image":"nginx:1.28"' in patch
+
+
+@pytest.mark.parametrize("serve_v2", [True, False])
+def test_unknown_kind_reaches_the_rest_mapper(tmp_path: Path, serve_v2: bool) -> None:
+    """kubectl's field-validation check falls back to the protobuf OpenAPI v2
+    for kinds the v3 documents lack; with it, the user sees kube's message."""
+    manifest = tmp_path / "bogus.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Bogus\nmetadata: {name: x, namespace: default}\n")
+    with serve(_registry(), serve_v2=serve_v2) as url:
+        out = _kubectl(url, tmp_path, "apply", "-f", str(manifest))
+    assert out.returncode != 0
+    if serve_v2:
+        assert 'no matches for kind "Bogus" in version "v1"' in out.stderr, out.stderr
+    else:
+        assert "failed to download openapi" in out.stderr, out.stderr
