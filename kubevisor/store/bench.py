@@ -53,10 +53,14 @@ async def _run(
 async def bench_store(
     store: Store, *, n: int = 5000, concurrency: int = 16, value_size: int = 1500
 ) -> dict[str, Any]:
-    """Create ``n`` keys of ``value_size`` bytes from ``concurrency`` tasks,
-    get them back, then time a range over 10,000 such keys (topping the key
-    count up, untimed, when ``n`` is smaller). The store must be started;
-    the keys stay, under a fresh ``/bench-<id>/`` prefix."""
+    """Create ``n`` keys of ``value_size`` bytes from ``concurrency`` tasks
+    (one watcher timing each create's event from the call), get them back,
+    then time a range over 10,000 such keys (topping the key count up,
+    untimed, when ``n`` is smaller). The store must be started; the keys
+    stay, under a fresh ``/bench-<id>/`` prefix. Returns figures by name:
+    ``puts_per_s``, ``put_p50_ms``/``put_p99_ms``, ``watch_p50_ms``/
+    ``watch_p99_ms``, ``gets_per_s``, ``get_p50_ms``/``get_p99_ms``,
+    ``range_ms`` (median of 3 ranges of ``range_keys`` keys)."""
     assert n > 0 and concurrency > 0, "bench_store needs n > 0 and concurrency > 0"
     prefix = f"/bench-{uuid.uuid4().hex[:8]}/"
     value = (b"0123456789abcdef" * (value_size // 16 + 1))[:value_size]
@@ -64,7 +68,27 @@ async def bench_store(
     def key(index: int) -> str:
         return f"{prefix}{index:08d}"
 
-    put_seconds, put_latencies = await _run(n, concurrency, lambda i: store.create(key(i), value))
+    # One watcher on the prefix measures write-to-event delivery latency.
+    submitted: dict[str, float] = {}
+    delivered: list[float] = []
+    watcher = store.watch(prefix, after_revision=await store.current_revision())
+
+    async def consume() -> None:
+        while len(delivered) < n:
+            for event in await watcher.__anext__():
+                delivered.append(time.perf_counter() - submitted[event.kv.key])
+
+    def create(index: int) -> Awaitable[object]:
+        submitted[key(index)] = time.perf_counter()
+        return store.create(key(index), value)
+
+    consumer = asyncio.create_task(consume())
+    try:
+        put_seconds, put_latencies = await _run(n, concurrency, create)
+        await asyncio.wait_for(consumer, 30)
+    finally:
+        consumer.cancel()
+        await watcher.close()
     get_seconds, get_latencies = await _run(n, concurrency, lambda i: store.get(key(i)))
     if n < RANGE_KEYS:
         await _run(RANGE_KEYS - n, concurrency, lambda i: store.create(key(n + i), value))
@@ -82,6 +106,8 @@ async def bench_store(
         "puts_per_s": round(n / put_seconds, 1),
         "put_p50_ms": round(_percentile(put_latencies, 0.50) * 1000, 3),
         "put_p99_ms": round(_percentile(put_latencies, 0.99) * 1000, 3),
+        "watch_p50_ms": round(_percentile(delivered, 0.50) * 1000, 3),
+        "watch_p99_ms": round(_percentile(delivered, 0.99) * 1000, 3),
         "gets_per_s": round(n / get_seconds, 1),
         "get_p50_ms": round(_percentile(get_latencies, 0.50) * 1000, 3),
         "get_p99_ms": round(_percentile(get_latencies, 0.99) * 1000, 3),

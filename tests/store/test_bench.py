@@ -17,6 +17,6 @@ async def test_bench_store_reports_figures(tmp_path: Path) -> None:
     finally:
         await store.close()
     assert figures["store"] == "SqliteStore" and figures["n"] == 300
-    for name in ("puts_per_s", "gets_per_s", "range_ms", "put_p99_ms", "get_p50_ms"):
+    for name in ("puts_per_s", "gets_per_s", "range_ms", "put_p99_ms", "get_p50_ms", "watch_p99_ms"):
         assert figures[name] > 0, name
     assert figures["put_p50_ms"] <= figures["put_p99_ms"]
