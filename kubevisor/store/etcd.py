@@ -10,10 +10,13 @@ Writes are transactions that compare the key's ``mod_revision`` (or
 ``create_revision == 0`` for a create) and report which check failed.
 etcd's revision is the store revision (a fresh etcd starts at 1).
 
-Endpoints: requests go to one endpoint at a time; a connection failure moves
-to the next. Reads also retry on a broken connection; a write whose request
-may have reached etcd is not retried and raises
-:class:`~kubevisor.store.errors.UnavailableError` ("may not have happened").
+Endpoints: requests go to one endpoint at a time; a refused connection or
+an answer saying the request was not applied ("no leader") moves to the
+next, for a few passes over the list with a short pause between passes (a
+leader election takes about a second). Reads also retry on a broken
+connection or a timeout; a write whose request may have reached etcd is not
+retried and raises :class:`~kubevisor.store.errors.UnavailableError`
+("may not have happened").
 A watch stream that breaks reconnects to the next endpoint from the last
 revision it delivered, so its consumer sees no gap.
 
@@ -47,7 +50,12 @@ from kubevisor.store.errors import (
 _COMPACTED = "required revision has been compacted"
 _FUTURE = "required revision is a future revision"
 # Errors after which etcd did not apply the request: safe to retry elsewhere.
-_RETRYABLE = ("no leader", "not capable", "leader changed", "stopped", "too many requests")
+_NOT_APPLIED = ("no leader", "not capable", "too many requests")
+# Errors after which a write may or may not have been applied: reads retry,
+# writes report UnavailableError ("may not have happened").
+_MAYBE_APPLIED = ("leader changed", "server stopped", "request timed out")
+# Passes over the endpoint list before giving up (rides out a leader election).
+_PASSES = 4
 # Watch responses buffered per watcher before the stream reader waits.
 _WATCH_QUEUE = 64
 _JSON = {"content-type": "application/json"}
@@ -157,7 +165,9 @@ class EtcdStore:
         client = self._http()
         content = orjson.dumps(body)
         last: BaseException | None = None
-        for _ in range(len(self.endpoints)):
+        for attempt in range(_PASSES * len(self.endpoints)):
+            if attempt and attempt % len(self.endpoints) == 0:
+                await asyncio.sleep(0.2 * attempt / len(self.endpoints))  # every endpoint failed once
             index = self._current
             url = self.endpoints[index] + path
             try:
@@ -180,12 +190,15 @@ class EtcdStore:
                 message, code = str(error.get("message") or error.get("error")), int(error.get("code", 0))
             except (orjson.JSONDecodeError, AttributeError, ValueError):
                 message, code = response.text.strip() or f"HTTP {response.status_code}", 0
-            if any(marker in message for marker in _RETRYABLE):
+            retry = any(m in message for m in _NOT_APPLIED) or (
+                idempotent and any(m in message for m in _MAYBE_APPLIED)
+            )
+            if retry:
                 last = _EtcdError(message, code)
                 self._rotate(index)
                 continue
-            if code in (4, 14) or response.status_code >= 500:  # deadline exceeded, unavailable
-                raise UnavailableError(f"etcd {url}: {message}")
+            if code in (4, 14) or response.status_code >= 500 or any(m in message for m in _MAYBE_APPLIED):
+                raise UnavailableError(f"etcd {url}: {message}; a write may not have happened")
             raise _EtcdError(message, code)
         raise UnavailableError(f"no etcd endpoint answered ({', '.join(self.endpoints)}): {last}") from last
 
