@@ -326,12 +326,20 @@ class GarbageCollector:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._discovery_loop(), name="gc-discovery")
+                waited = 0
                 while not self.synced:
                     await asyncio.sleep(0.05)
+                    waited += 1
+                    if waited % 200 == 0:
+                        log.warning("garbage collector: waiting for caches of %s", [
+                            repr(inf) for inf, _ in self._informers.values()
+                            if not inf.synced.is_set()])
                 group.create_task(self.controller.run(), name="gc-workers")
         finally:
-            for _, task in self._informers.values():
+            tasks = [task for _, task in self._informers.values()]
+            for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # reconcile
 

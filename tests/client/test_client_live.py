@@ -143,7 +143,7 @@ async def test_informer_cache_and_handlers(api: Client) -> None:
         assert inf.get("i0", "default") is not None
         await api.create(cm("i1"))
         await api.delete("v1", "ConfigMap", "i0")
-        for _ in range(200):
+        for _ in range(1000):
             if inf.get("i1", "default") is not None and inf.get("i0", "default") is None:
                 break
             await asyncio.sleep(0.02)
@@ -185,7 +185,7 @@ async def test_informer_restart_drops_what_vanished_meanwhile(api: Client) -> No
     await api.delete("v1", "ConfigMap", "v0")  # while nobody watches
     task = asyncio.create_task(inf.run())
     try:
-        for _ in range(200):
+        for _ in range(1000):
             if inf.get("v0", "default") is None:
                 break
             await asyncio.sleep(0.02)

@@ -70,7 +70,7 @@ async def exists(api: Client, obj: dict) -> bool:
     return bool(got["metadata"]["uid"] == md["uid"])
 
 
-async def wait_gone(api: Client, objs: list[dict], timeout: float = 20.0) -> None:
+async def wait_gone(api: Client, objs: list[dict], timeout: float = 60.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     for obj in objs:
@@ -103,7 +103,7 @@ async def test_foreground_deletes_dependents_first(api: Client, tmp_path: Path) 
         await kubectl(tmp_path, "delete", "deployment", "web", "--cascade=foreground",
                       "--timeout=30s")
         await wait_gone(api, [dep, rs, *pods])
-        for _ in range(100):
+        for _ in range(600):
             if len(deleted_at) == 5:
                 break
             await asyncio.sleep(0.05)
@@ -122,12 +122,20 @@ async def test_foreground_owner_waits_while_a_blocking_dependent_is_held(
                     patch={"metadata": {"finalizers": ["example.com/hold"]}})
     await api.delete("apps/v1", "Deployment", "web", namespace="gc",
                      propagation_policy="Foreground")
-    await asyncio.sleep(1.0)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:  # the collector asks the pod to go; its finalizer holds it
+        pod = await api.get("v1", "Pod", pods[0]["metadata"]["name"], namespace="gc")
+        if pod["metadata"].get("deletionTimestamp"):
+            break
+        assert loop.time() < deadline, "the held pod was never asked to go"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
     held_dep = await api.get("apps/v1", "Deployment", "web", namespace="gc")
     assert held_dep["metadata"]["deletionTimestamp"]
     assert "foregroundDeletion" in held_dep["metadata"]["finalizers"]
-    pod = await api.get("v1", "Pod", pods[0]["metadata"]["name"], namespace="gc")
-    assert pod["metadata"].get("deletionTimestamp")  # asked to go, held by its finalizer
+    held_rs = await api.get("apps/v1", "ReplicaSet", "web-1", namespace="gc")
+    assert "foregroundDeletion" in held_rs["metadata"]["finalizers"]
     await api.patch("v1", "Pod", pods[0]["metadata"]["name"], namespace="gc",
                     patch={"metadata": {"finalizers": None}})
     await wait_gone(api, [*pods, rs, dep])
@@ -164,7 +172,7 @@ async def test_dangling_reference_is_collected_and_partial_owner_ref_removed(
                                                 "name": "owner",
                                                 "uid": owner["metadata"]["uid"]}]}})
     await wait_gone(api, [orphan])
-    for _ in range(200):
+    for _ in range(1200):
         got = await api.get("v1", "ConfigMap", "shared", namespace="gc")
         if len(got["metadata"].get("ownerReferences") or []) == 1:
             break
@@ -185,4 +193,4 @@ async def test_many_dependents_are_collected(api: Client) -> None:
             "metadata": {"name": f"d{i}", "namespace": "gc",
                          "ownerReferences": [ref(owner) | {"blockOwnerDeletion": False}]}}))
     await api.delete("v1", "ConfigMap", "owner", namespace="gc")
-    await wait_gone(api, deps, timeout=60)
+    await wait_gone(api, deps, timeout=120)

@@ -21,7 +21,7 @@ CRD = {
 }
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
@@ -103,7 +103,7 @@ async def test_namespace_deletion_removes_everything_then_the_namespace(api: Cli
     async def namespace_gone() -> bool:
         return await gone(api, "v1", "Namespace", "doomed")
 
-    await eventually(namespace_gone, timeout=60)
+    await eventually(namespace_gone)
     # the other namespace is untouched
     assert (await api.get("v1", "ConfigMap", "cm", namespace="kept"))["metadata"]["name"] == "cm"
     assert (await api.get("v1", "Namespace", "kept"))["status"]["phase"] == "Active"
