@@ -35,7 +35,11 @@ def _configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("uvicorn.error").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    quiet = logging.DEBUG if verbose else logging.WARNING
+    # uvicorn's start-up chatter, and one line per request of the in-process
+    # controllers' HTTP client, only with --verbose.
+    for name in ("uvicorn.error", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 def _fail(message: str) -> typer.Exit:
