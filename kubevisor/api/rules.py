@@ -155,7 +155,7 @@ def validate_metadata(rt: ResourceType, obj: JSON) -> list[FieldError]:
             errs.extend(invalid("metadata.labels", key, m) for m in qualified_name(key))
             if isinstance(value, str):
                 errs.extend(invalid("metadata.labels", value, m) for m in label_value(value))
-    errs.extend(_owner_references(meta.get("ownerReferences")))
+    errs.extend(_owner_references(meta.get("ownerReferences"), missing=rt.custom))
     for i, finalizer in enumerate(meta.get("finalizers") or ()):
         if isinstance(finalizer, str):
             errs.extend(invalid(f"metadata.finalizers[{i}]", finalizer, m)
@@ -172,7 +172,9 @@ def validate_metadata(rt: ResourceType, obj: JSON) -> list[FieldError]:
     return errs
 
 
-def _owner_references(refs: Any) -> list[FieldError]:
+def _owner_references(refs: Any, *, missing: bool) -> list[FieldError]:
+    """``missing``: also report absent keys (built-ins get "Required value"
+    for those from the ObjectMeta schema)."""
     if not isinstance(refs, list):
         return []
     errs: list[FieldError] = []
@@ -182,7 +184,7 @@ def _owner_references(refs: Any) -> list[FieldError]:
             continue
         for key, what in (("apiVersion", "version"), ("kind", "kind"), ("name", "name"),
                           ("uid", "uid")):
-            if not ref.get(key):
+            if not ref.get(key) and (missing or key in ref):
                 errs.append(invalid(f"metadata.ownerReferences.{key}", ref.get(key) or "",
                                     f"{what} must not be empty"))
         if ref.get("controller") is True:

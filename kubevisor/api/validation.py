@@ -189,8 +189,9 @@ def _only_ref(schema: JSON) -> str | None:
 class _Compiler:
     """Turns schema dicts into _Node trees; named components compile once."""
 
-    def __init__(self, *, builtin: bool) -> None:
+    def __init__(self, *, builtin: bool, enforce_required: bool = True) -> None:
         self.builtin = builtin
+        self.enforce_required = enforce_required
         self.named: dict[str, _Node] = {}
 
     def named_node(self, name: str) -> _Node:
@@ -243,7 +244,7 @@ class _Compiler:
         props = schema.get("properties")
         if props:
             node.props = {k: self.compile(v) for k, v in props.items()}
-        if schema.get("required"):
+        if schema.get("required") and self.enforce_required:
             node.required = tuple(schema["required"])
         if "items" in schema and isinstance(schema["items"], dict):
             node.items = self.compile(schema["items"])
@@ -493,16 +494,22 @@ def _check_combinators(node: _Node, value: Any, path: str, errs: list[FieldError
 # Public entry points
 
 _BUILTIN = _Compiler(builtin=True)
-_CACHE: dict[tuple[int, bool], tuple[JSON, _Node]] = {}
+# Built-in status: kube-apiserver's Go validation does not insist on the fields
+# the schemas mark required there (a node's nodeInfo, a container's imageID).
+_BUILTIN_STATUS = _Compiler(builtin=True, enforce_required=False)
+_CACHE: dict[tuple[int, bool, bool], tuple[JSON, _Node]] = {}
 _CACHE_MAX = 1024
 
 
-def _compiled(schema: JSON, *, builtin: bool) -> _Node:
-    key = (id(schema), builtin)
+def _compiled(schema: JSON, *, builtin: bool, lax: bool = False) -> _Node:
+    key = (id(schema), builtin, lax)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is schema:
         return hit[1]
-    node = (_BUILTIN if builtin else _Compiler(builtin=False)).compile(schema)
+    if builtin:
+        node = (_BUILTIN_STATUS if lax else _BUILTIN).compile(schema)
+    else:
+        node = _Compiler(builtin=False).compile(schema)
     if len(_CACHE) >= _CACHE_MAX:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = (schema, node)  # keeps schema alive, so its id stays unique
@@ -526,9 +533,16 @@ def validate(rt: ResourceType, obj: JSON) -> list[FieldError]:
     errs = rules.validate_metadata(rt, obj)
     if rt.custom:
         errs.extend(_validate_custom(rt, obj))
+        return errs
+    schema = schemas.schema_of(rt)
+    status_schema = (schema.get("properties") or {}).get("status")
+    if status_schema is None or "status" not in obj:
+        _check(_compiled(schema, builtin=True), obj, "", errs)
     else:
-        errs.extend(validate_schema(schemas.schema_of(rt), obj, builtin=True))
-        errs.extend(rules.validate_builtin(rt, obj))
+        _check(_compiled(schema, builtin=True), {k: v for k, v in obj.items() if k != "status"},
+               "", errs)
+        _check(_compiled(status_schema, builtin=True, lax=True), obj["status"], "status", errs)
+    errs.extend(rules.validate_builtin(rt, obj))
     return errs
 
 

@@ -300,3 +300,18 @@ def test_owner_references_and_finalizers() -> None:
     assert text[2].startswith('metadata.finalizers[1]: Invalid value: "bad finalizer": name '
                               "part must consist of")
     assert len(text) == 3
+
+
+def test_builtin_status_is_checked_for_types_not_required_fields() -> None:
+    node = examples()[("", "Node")]
+    del node["status"]["nodeInfo"]["machineID"]  # required in the schema, not by kube
+    assert validate(_rt("", "Node"), node) == []
+    node["status"]["capacity"]["cpu"] = []
+    assert [e.field for e in validate(_rt("", "Node"), node)] == ["status.capacity.cpu"]
+    pod = examples()[("", "Pod")]
+    pod["status"] = {"phase": "Running", "containerStatuses": [{"name": "nginx", "ready": True}]}
+    assert validate(_rt("", "Pod"), pod) == []
+    pod["status"]["containerStatuses"][0]["restartCount"] = "many"
+    assert [str(e) for e in validate(_rt("", "Pod"), pod)] == [
+        'status.containerStatuses[0].restartCount: Invalid value: "string": '
+        'status.containerStatuses[0].restartCount in body must be of type integer: "string"']
