@@ -103,3 +103,12 @@ def test_schema_resolves_and_accepts_a_realistic_object(group: str, kind: str) -
         assert again == obj, "defaulting must be idempotent"
     assert validation.validate(rt, obj) == []
     assert validation.unknown_fields_of(rt, obj) == []
+
+
+def test_warm_up_prepares_everything() -> None:
+    from kubevisor.api import openapi
+    from kubevisor.api.builtin import warm_up
+
+    registry = builtin_registry()
+    warm_up(registry)
+    assert "api/v1" in openapi.openapi_v3_index(registry)["paths"]
