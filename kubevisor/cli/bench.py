@@ -32,6 +32,9 @@ def api(
     watch_rate: Annotated[float, typer.Option(help="Writes per second during the watch phase.")] = 50.0,
     store_puts: Annotated[int, typer.Option(help="Writes in the raw store phase.")] = 5_000,
     list_repeats: Annotated[int, typer.Option(help="Lists of all pods, per format.")] = 5,
+    controllers: Annotated[
+        bool, typer.Option(help="Run the controller manager in the benchmark's own server.")
+    ] = True,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
 ) -> None:
     """Measure creates/s, gets/s, mutating latency at a fixed rate, list and
@@ -46,6 +49,7 @@ def api(
         server=server, kubeconfig=kubeconfig, server_pid=server_pid, procs=procs, conns=conns, pods=pods, gets=gets,
         rate=rate, rate_seconds=rate_seconds, watchers=watchers, watch_events=watch_events,
         watch_rate=watch_rate, store_puts=store_puts, list_repeats=list_repeats,
+        controllers=controllers,
     )
     try:
         report = run_until_signalled(lambda _stop: run_bench(options))

@@ -50,6 +50,7 @@ class BenchOptions:
     server: str | None = None
     kubeconfig: Path | None = None
     server_pid: int | None = None  # with --server: whose CPU to report as the server's
+    controllers: bool = True  # own server: run the controller manager in it, as `kubevisor up` does
     procs: int = 2
     conns: int = 16
     pods: int = 10_000
@@ -399,7 +400,7 @@ def _conns(options: BenchOptions) -> list[int]:
 
 
 @contextlib.asynccontextmanager
-async def _own_server(work_dir: Path) -> AsyncIterator[Target]:
+async def _own_server(work_dir: Path, *, controllers: bool) -> AsyncIterator[Target]:
     from kubevisor.api.builtin import builtin_registry
     from kubevisor.apiserver.config import ServerConfig
     from kubevisor.apiserver.server import serve
@@ -408,7 +409,14 @@ async def _own_server(work_dir: Path) -> AsyncIterator[Target]:
     store = open_store("sqlite", data_dir=work_dir / "server")
     await store.start()
     config = ServerConfig(store=store, registry=builtin_registry())
-    async with serve(config, "127.0.0.1", 0, data_dir=work_dir / "server") as url:
+    async with contextlib.AsyncExitStack() as stack:
+        url = await stack.enter_async_context(
+            serve(config, "127.0.0.1", 0, data_dir=work_dir / "server")
+        )
+        if controllers:
+            from kubevisor.cli.up import controllers_running
+
+            await stack.enter_async_context(controllers_running(url.kubeconfig))
         yield Target(url=str(url), ca_pem=url.credentials.ca_pem.decode(), token=url.token)
 
 
@@ -440,7 +448,8 @@ async def run_bench(options: BenchOptions) -> JSON:
     work_dir = Path(tempfile.mkdtemp(prefix="kubevisor-bench-"))
     try:
         report: JSON = {
-            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                        "load_average_before": [round(x, 2) for x in os.getloadavg()]},
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
         }
         report["store"] = await phase_store(options, work_dir)
@@ -450,10 +459,12 @@ async def run_bench(options: BenchOptions) -> JSON:
                 _SERVER_PID[0] = options.server_pid
                 report["server"] = {"mode": "external", "url": target.url, "pid": options.server_pid}
             else:
-                target = await stack.enter_async_context(_own_server(work_dir))
+                target = await stack.enter_async_context(
+                    _own_server(work_dir, controllers=options.controllers)
+                )
                 _SERVER_PID[0] = os.getpid()
                 report["server"] = {"mode": "in-process", "url": target.url, "store": "sqlite",
-                                    "pid": os.getpid()}
+                                    "pid": os.getpid(), "controllers": options.controllers}
             suffix = secrets.token_hex(3)
             ns, rate_ns, watch_ns = f"bench-{suffix}", f"bench-rate-{suffix}", f"bench-watch-{suffix}"
             await _setup(target, [ns, rate_ns, watch_ns])

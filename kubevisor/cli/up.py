@@ -76,7 +76,7 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
             )
             if options.node:
                 log.info("no node agent started: the node agent comes with a later issue")
-            async with _controllers(kubeconfig):
+            async with controllers_running(kubeconfig):
                 await stop.wait()
     finally:
         with contextlib.suppress(Exception):
@@ -86,7 +86,7 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _controllers(kubeconfig: Path) -> AsyncIterator[None]:
+async def controllers_running(kubeconfig: Path) -> AsyncIterator[None]:
     """Run the controller manager, if this build has one, for the duration;
     if it fails meanwhile, the failure is logged and the server keeps serving."""
     runner = _controller_runner()
