@@ -77,6 +77,8 @@ class KubevisorServer:
     extra_args: Sequence[str] = ()
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    _credentials: tuple[str, str, bytes] | None = field(default=None, repr=False)
+    _ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
 
     # -- paths and credentials -------------------------------------------------
 
@@ -97,13 +99,18 @@ class KubevisorServer:
         return self.data_dir.parent / f"{self.data_dir.name}.kubectl-cache"
 
     def _kubeconfig_user_and_ca(self) -> tuple[str, bytes]:
-        config = yaml.safe_load(self.kubeconfig.read_text())
+        text = self.kubeconfig.read_text()
+        if self._credentials is not None and self._credentials[0] == text:
+            return self._credentials[1], self._credentials[2]
+        config = yaml.safe_load(text)
         cluster = config["clusters"][0]["cluster"]
         user = config["users"][0]["user"]
         if "certificate-authority-data" in cluster:
             ca = base64.b64decode(cluster["certificate-authority-data"])
         else:
             ca = Path(cluster["certificate-authority"]).read_bytes()
+        self._credentials = (text, str(user["token"]), ca)
+        self._ssl_context = None
         return str(user["token"]), ca
 
     @property
@@ -116,7 +123,10 @@ class KubevisorServer:
 
     def ssl_context(self) -> ssl.SSLContext:
         """Verifies the server with the CA from the kubeconfig."""
-        return ssl.create_default_context(cadata=self.ca_pem.decode())
+        ca = self.ca_pem
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context(cadata=ca.decode())
+        return self._ssl_context
 
     def client(self, *, timeout: float = 30.0, auth: bool = True) -> httpx.Client:
         """A sync HTTPS client for raw requests (bearer token unless ``auth=False``)."""
