@@ -205,6 +205,10 @@ _DNS_POLICY = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
 _PULL = ["Always", "IfNotPresent", "Never"]
 _SERVICE_TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
 _SELECTOR_OPS = ["In", "NotIn", "Exists", "DoesNotExist"]
+_TOLERATION_OPS = ["Equal", "Exists"]
+_TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
+_AFFINITY = ["ClientIP", "None"]
+_STRATEGIES = ["Recreate", "RollingUpdate"]
 
 
 def _port_range(path: str, value: Any) -> list[FieldError]:
@@ -292,6 +296,19 @@ def validate_pod_spec(spec: Any, path: str, *, restart: list[str] = _RESTART) ->
     dns = spec.get("dnsPolicy")
     if dns and dns not in _DNS_POLICY:
         errs.append(not_supported(path + ".dnsPolicy", dns, _DNS_POLICY))
+    for i, tol in enumerate(spec.get("tolerations") or ()):
+        if not isinstance(tol, dict):
+            continue
+        operator = tol.get("operator")
+        if operator and operator not in _TOLERATION_OPS:
+            errs.append(not_supported(f"{path}.tolerations[{i}].operator", operator,
+                                      _TOLERATION_OPS))
+        if operator == "Exists" and tol.get("value"):
+            errs.append(invalid(f"{path}.tolerations[{i}].operator", operator,
+                                "value must be empty when `operator` is 'Exists'"))
+        effect = tol.get("effect")
+        if effect and effect not in _TAINT_EFFECTS:
+            errs.append(not_supported(f"{path}.tolerations[{i}].effect", effect, _TAINT_EFFECTS))
     volumes: set[str] = set()
     for i, vol in enumerate(spec.get("volumes") or ()):
         vname = vol.get("name") if isinstance(vol, dict) else None
@@ -377,7 +394,26 @@ def _workload(obj: JSON, *, resource: str, replicas: bool) -> list[FieldError]:
     else:
         errs.extend(validate_pod_spec(template.get("spec"), "spec.template.spec",
                                       restart=["Always"]))
+    if resource == "deployment":
+        errs.extend(_strategy(spec.get("strategy")))
     return errs
+
+
+def _strategy(strategy: Any) -> list[FieldError]:
+    if not isinstance(strategy, dict):
+        return []
+    typ = strategy.get("type")
+    if typ and typ not in _STRATEGIES:
+        return [not_supported("spec.strategy.type", typ, _STRATEGIES)]
+    rolling = strategy.get("rollingUpdate")
+    if typ == "Recreate" and rolling is not None:
+        return [FieldError(FORBIDDEN, "spec.strategy.rollingUpdate", None,
+                           "may not be specified when strategy `type` is 'Recreate'")]
+    if isinstance(rolling, dict) and rolling.get("maxSurge") in (0, "0%") and \
+            rolling.get("maxUnavailable") in (0, "0%"):
+        return [invalid("spec.strategy.rollingUpdate.maxUnavailable", rolling["maxUnavailable"],
+                        "may not be 0 when `maxSurge` is 0")]
+    return []
 
 
 def _service(obj: JSON) -> list[FieldError]:
@@ -388,6 +424,9 @@ def _service(obj: JSON) -> list[FieldError]:
     typ = spec.get("type") or "ClusterIP"
     if typ not in _SERVICE_TYPES:
         errs.append(not_supported("spec.type", typ, _SERVICE_TYPES))
+    affinity = spec.get("sessionAffinity")
+    if affinity and affinity not in _AFFINITY:
+        errs.append(not_supported("spec.sessionAffinity", affinity, _AFFINITY))
     ports = spec.get("ports") or []
     if not ports and typ != "ExternalName" and spec.get("clusterIP") != "None":
         errs.append(required("spec.ports"))
@@ -434,11 +473,36 @@ def _config_keys(obj: JSON) -> list[FieldError]:
     return errs
 
 
+def _pvc(obj: JSON) -> list[FieldError]:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return [required("spec")]
+    errs: list[FieldError] = []
+    if not spec.get("accessModes"):
+        errs.append(required("spec.accessModes", "at least 1 access mode is required"))
+    requests = (spec.get("resources") or {}).get("requests") or {}
+    if "storage" not in requests:
+        errs.append(required("spec.resources[storage]"))
+    return errs
+
+
+def _node(obj: JSON) -> list[FieldError]:
+    errs: list[FieldError] = []
+    spec = obj.get("spec")
+    for i, taint in enumerate((spec or {}).get("taints") or () if isinstance(spec, dict) else ()):
+        effect = taint.get("effect") if isinstance(taint, dict) else None
+        if effect and effect not in _TAINT_EFFECTS:
+            errs.append(not_supported(f"spec.taints[{i}].effect", effect, _TAINT_EFFECTS))
+    return errs
+
+
 _BUILTIN_RULES: dict[tuple[str, str], Callable[[JSON], list[FieldError]]] = {
     ("", "Pod"): lambda o: validate_pod_spec(o.get("spec"), "spec"),
     ("", "Service"): _service,
     ("", "ConfigMap"): _config_keys,
     ("", "Secret"): _config_keys,
+    ("", "PersistentVolumeClaim"): _pvc,
+    ("", "Node"): _node,
     ("apps", "Deployment"): lambda o: _workload(o, resource="deployment", replicas=True),
     ("apps", "ReplicaSet"): lambda o: _workload(o, resource="replicaset", replicas=True),
     ("apps", "StatefulSet"): lambda o: _workload(o, resource="statefulset", replicas=True),

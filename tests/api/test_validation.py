@@ -315,3 +315,34 @@ def test_builtin_status_is_checked_for_types_not_required_fields() -> None:
     assert [str(e) for e in validate(_rt("", "Pod"), pod)] == [
         'status.containerStatuses[0].restartCount: Invalid value: "string": '
         'status.containerStatuses[0].restartCount in body must be of type integer: "string"']
+
+
+def test_more_builtin_rules() -> None:
+    deploy = examples()[("apps", "Deployment")]
+    deploy["spec"]["strategy"] = {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}
+    assert _messages(validate(_rt("apps", "Deployment"), deploy)) == [
+        "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is "
+        "'Recreate'"]
+    deploy["spec"]["strategy"] = {"type": "RollingUpdate",
+                                  "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}
+    assert _messages(validate(_rt("apps", "Deployment"), deploy)) == [
+        'spec.strategy.rollingUpdate.maxUnavailable: Invalid value: "0%": may not be 0 when '
+        "`maxSurge` is 0"]
+    pod = examples()[("", "Pod")]
+    pod["spec"]["tolerations"] = [{"key": "k", "operator": "Like", "effect": "Never"}]
+    assert _messages(validate(_rt("", "Pod"), pod)) == [
+        'spec.tolerations[0].operator: Unsupported value: "Like": supported values: "Equal", '
+        '"Exists"',
+        'spec.tolerations[0].effect: Unsupported value: "Never": supported values: '
+        '"NoSchedule", "PreferNoSchedule", "NoExecute"',
+    ]
+    pvc = {"metadata": {"name": "c"}, "spec": {"resources": {}}}
+    assert _messages(validate(_rt("", "PersistentVolumeClaim"), pvc)) == [
+        "spec.accessModes: Required value: at least 1 access mode is required",
+        "spec.resources[storage]: Required value",
+    ]
+    svc = examples()[("", "Service")]
+    svc["spec"]["sessionAffinity"] = "Sticky"
+    assert _messages(validate(_rt("", "Service"), svc)) == [
+        'spec.sessionAffinity: Unsupported value: "Sticky": supported values: "ClientIP", '
+        '"None"']
