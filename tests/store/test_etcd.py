@@ -7,6 +7,7 @@ import asyncio
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kubevisor.store.base import Event
@@ -40,6 +41,15 @@ async def test_dead_first_endpoint_fails_over(etcd_single: EtcdCluster) -> None:
         await store.close()
 
 
+def leader_index(cluster: EtcdCluster) -> int:
+    """Which member leads, from etcd's status (member_id == leader)."""
+    for index, url in enumerate(cluster):
+        status = httpx.post(f"{url}/v3/maintenance/status", json={}, timeout=5).json()
+        if status["header"]["member_id"] == status["leader"]:
+            return index
+    raise AssertionError("no leader")
+
+
 async def write_with_retry(store: EtcdStore, key: str) -> int:
     """Create ``key``, retrying while the cluster elects a leader."""
     for _ in range(100):
@@ -57,7 +67,10 @@ async def write_with_retry(store: EtcdStore, key: str) -> int:
 @pytest.mark.slow
 async def test_member_loss_keeps_requests_and_watches_going(tmp_path: Path) -> None:
     with running_etcd(tmp_path, members=3) as cluster:
-        store = EtcdStore(list(cluster))
+        # the leader is the store's first endpoint: its loss costs an election
+        # and moves the store and its watch stream to another member
+        leader = leader_index(cluster)
+        store = EtcdStore(cluster[leader:] + cluster[:leader])
         await store.start()
         try:
             start = await store.current_revision()
@@ -66,7 +79,10 @@ async def test_member_loss_keeps_requests_and_watches_going(tmp_path: Path) -> N
             events: list[Event] = []
             while len(events) < 5:
                 events.extend(await asyncio.wait_for(watcher.__anext__(), 10))
-            await asyncio.to_thread(cluster.stop_member, 0, kill=True)  # the store's endpoint
+            await asyncio.to_thread(cluster.stop_member, leader, kill=True)
+            # writes proposed before a new leader is elected time out in etcd
+            # itself (~6 s); wait for the election to keep the test short
+            await asyncio.to_thread(cluster.wait_healthy)
             revisions += [await write_with_retry(store, f"/ha/after-{i}") for i in range(5)]
             while len(events) < 10:
                 events.extend(await asyncio.wait_for(watcher.__anext__(), 20))
