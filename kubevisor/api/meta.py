@@ -10,6 +10,7 @@ semantics), controllers (owner references, conditions' timestamps).
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,8 +37,16 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_now_cache: tuple[int, str] = (0, "")
+
+
 def now_rfc3339() -> str:
-    return rfc3339(datetime.now(UTC))
+    """The current time in RFC 3339 (second precision; cached per second)."""
+    global _now_cache
+    second = int(time.time())
+    if _now_cache[0] != second:
+        _now_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _now_cache[1]
 
 
 def parse_rfc3339(text: str) -> datetime:

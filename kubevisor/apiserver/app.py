@@ -25,6 +25,7 @@ from kubevisor.apiserver import (
     crds,
     discovery,
     errors,
+    namespaces,
     openapi,
     patching,
     resources,
@@ -84,6 +85,9 @@ class App:
         revision = await crds.load(self.ctx)
         self._tasks.append(asyncio.create_task(crds.sync_loop(self.ctx, revision),
                                                name="crd-sync"))
+        revision = await namespaces.load(self.ctx)
+        self._tasks.append(asyncio.create_task(namespaces.sync_loop(self.ctx, revision),
+                                               name="namespace-sync"))
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compaction"))
         self.ctx.ready = True
 

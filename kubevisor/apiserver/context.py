@@ -26,6 +26,8 @@ class Context:
     caches: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     ready: bool = False
+    # namespace name -> terminating (see apiserver.namespaces)
+    namespaces: dict[str, bool] = field(default_factory=dict)
 
     def registry_changed(self) -> None:
         self.generation += 1

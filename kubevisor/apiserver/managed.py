@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from kubevisor.api import schemas
 from kubevisor.api.kinds import ResourceType
 from kubevisor.api.meta import now_rfc3339
@@ -53,15 +55,48 @@ def _set(obj: JSON, managed: list[JSON]) -> None:
         obj["metadata"].pop("managedFields", None)
 
 
+# managedFields of creates by (kind, manager, shape): a create's field set
+# depends on the object's shape (map keys, list contents), not on the scalar
+# values inside maps, so objects of one shape share it; only the time differs.
+# The key is the metadata's shape plus the rest of the object as is.
+_CREATE_CACHE: dict[tuple[str, str, bytes], list[JSON]] = {}
+_CREATE_CACHE_MAX = 512
+
+
+def _shape(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return value
+    return type(value).__name__
+
+
 def on_create(rt: ResourceType, obj: JSON, req: Request) -> None:
+    manager = manager_name(req)
+    now = now_rfc3339()
+    meta = obj["metadata"]
+    key = None
+    if "managedFields" not in meta:
+        rest = {k: v for k, v in obj.items() if k != "metadata"}
+        key = (rt.group_version + "/" + rt.kind, manager,
+               orjson.dumps(_shape(meta)) + orjson.dumps(rest))
+        hit = _CREATE_CACHE.get(key)
+        if hit is not None:
+            _set(obj, [{**entry, "time": now} if "time" in entry else dict(entry)
+                       for entry in hit])
+            return
     schema, defs = schema_args(rt)
     try:
         managed = patchlib.update_managed_fields(
-            None, obj, manager=manager_name(req), operation="Update",
-            api_version=rt.group_version, now=now_rfc3339(), schema=schema, defs=defs,
+            None, obj, manager=manager, operation="Update",
+            api_version=rt.group_version, now=now, schema=schema, defs=defs,
             reset_fields=reset_fields(rt, ""))
     except patchlib.PatchError:
         managed = []
+    if key is not None:
+        if len(_CREATE_CACHE) >= _CREATE_CACHE_MAX:
+            _CREATE_CACHE.pop(next(iter(_CREATE_CACHE)))
+        _CREATE_CACHE[key] = managed
     _set(obj, managed)
 
 

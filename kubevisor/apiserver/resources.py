@@ -19,7 +19,16 @@ import orjson
 from kubevisor.api import selectors
 from kubevisor.api.kinds import ResourceType
 from kubevisor.api.meta import now_rfc3339
-from kubevisor.apiserver import admission, errors, managed, objects, storage, strategy, tables
+from kubevisor.apiserver import (
+    admission,
+    errors,
+    managed,
+    namespaces,
+    objects,
+    storage,
+    strategy,
+    tables,
+)
 from kubevisor.apiserver.context import Context
 from kubevisor.apiserver.http import Output, Request, Response, decode_body, dump
 from kubevisor.apiserver.routing import RequestInfo
@@ -58,14 +67,13 @@ async def check_namespace_open(ctx: Context, rt: ResourceType, name: str, namesp
     """A namespaced create needs its namespace to exist and not be terminating."""
     if not rt.namespaced:
         return
-    ns_rt = ctx.registry.by_resource("", "v1", "namespaces")
-    if ns_rt is None:
-        return
-    kv = await get_kv(ctx, storage.key(ns_rt, "", namespace))
-    if kv is None:
+    try:
+        terminating = await namespaces.state(ctx, namespace)
+    except store_errors.UnavailableError as exc:
+        raise errors.service_unavailable(str(exc)) from exc
+    if terminating is None:
         raise errors.not_found("namespaces", namespace)
-    ns = orjson.loads(kv.value)
-    if ns["metadata"].get("deletionTimestamp") or (ns.get("status") or {}).get("phase") == "Terminating":
+    if terminating:
         raise errors.forbidden(
             rt.plural, name,
             f"unable to create new content in namespace {namespace} because it is being terminated",
@@ -147,10 +155,14 @@ async def create_object(ctx: Context, req: Request, rt: ResourceType, obj: JSON,
 
 async def after_write(ctx: Context, rt: ResourceType, obj: JSON | None, old: JSON | None) -> None:
     """Side effects a write has at once in this process (CRDs change the registry)."""
-    if strategy.gk(rt) == strategy.CRD:
+    key = strategy.gk(rt)
+    if key == strategy.CRD:
         from kubevisor.apiserver import crds
 
         crds.apply_to_registry(ctx, obj, old)
+    elif key == strategy.NAMESPACE:
+        name = (obj or old or {}).get("metadata", {}).get("name", "")
+        namespaces.note(ctx, name, obj)
 
 
 # --- get / list ---------------------------------------------------------------
@@ -491,6 +503,7 @@ async def delete_object(
             except (store_errors.ConflictError, store_errors.KeyNotFoundError):
                 continue
             updated["metadata"]["resourceVersion"] = str(stored.mod_revision)
+            await after_write(ctx, rt, updated, obj)
             return updated, False
         if dry:
             return obj, True
