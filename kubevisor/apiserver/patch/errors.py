@@ -23,8 +23,13 @@ Callers (the apiserver's PATCH handler) catch :class:`PatchError` and send
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class PatchError(Exception):
@@ -138,3 +143,17 @@ def _conflict_message(conflicts: list[Conflict]) -> str:
         lines.append(f"conflicts with {group[0].manager_text}:")
         lines.extend(f"- {c.path}" for c in group)
     return f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
+
+
+def depth_guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn Python's recursion limit (hostile, absurdly nested documents)
+    into a 400 instead of a crash. Wraps every public entry point."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except RecursionError as exc:
+            raise BadPatchError("the request is nested too deeply") from exc
+
+    return wrapper

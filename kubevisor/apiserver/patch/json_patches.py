@@ -22,6 +22,7 @@ from kubevisor.apiserver.patch.errors import (
     BadPatchError,
     PatchNotApplicableError,
     TooManyOperationsError,
+    depth_guarded,
 )
 
 MAX_JSON_PATCH_OPERATIONS = 10000
@@ -39,6 +40,7 @@ def decode(body: bytes | str | Any, what: str = "patch") -> Any:
     return body
 
 
+@depth_guarded
 def json_patch(obj: JSON, patch: bytes | str | list[Any]) -> JSON:
     """Apply an RFC 6902 patch to a copy of ``obj`` and return the copy."""
     ops = decode(patch)
@@ -64,6 +66,7 @@ def json_patch(obj: JSON, patch: bytes | str | list[Any]) -> JSON:
     return result
 
 
+@depth_guarded
 def merge_patch(obj: JSON, patch: bytes | str | JSON) -> JSON:
     """Apply an RFC 7386 merge patch to a copy of ``obj`` and return the copy."""
     doc = decode(patch)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubevisor.apiserver.patch import fieldpath as fp
-from kubevisor.apiserver.patch.errors import InvalidApplyError
+from kubevisor.apiserver.patch.errors import InvalidApplyError, depth_guarded
 from kubevisor.apiserver.patch.fieldpath import Trie
 from kubevisor.apiserver.patch.schema_walk import Node, compile_schema
 from kubevisor.apiserver.patch.structured import compare
@@ -306,6 +306,7 @@ def record_update(
         del managers[key]
 
 
+@depth_guarded
 def update_managed_fields(
     old: JSON | None,
     new: JSON,

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from kubevisor.apiserver.patch.errors import BadPatchError, UnsupportedPatchTypeError
+from kubevisor.apiserver.patch.errors import BadPatchError, UnsupportedPatchTypeError, depth_guarded
 from kubevisor.apiserver.patch.json_patches import json_patch, merge_patch
 from kubevisor.apiserver.patch.strategic import strategic_merge_patch
 
@@ -66,6 +66,7 @@ def patch_object(
     raise AssertionError("apply bodies go to decode_apply() and apply()")
 
 
+@depth_guarded
 def decode_apply(body: bytes | str) -> dict[str, Any]:
     """An apply configuration from a YAML (or JSON) body."""
     try:

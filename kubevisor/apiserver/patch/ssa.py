@@ -22,7 +22,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubevisor.apiserver.patch import fieldpath as fp
-from kubevisor.apiserver.patch.errors import Conflict, ConflictError, InvalidApplyError
+from kubevisor.apiserver.patch.errors import (
+    Conflict,
+    ConflictError,
+    InvalidApplyError,
+    depth_guarded,
+)
 from kubevisor.apiserver.patch.fieldpath import Trie
 from kubevisor.apiserver.patch.managed import (
     STRIP_SET,
@@ -52,6 +57,7 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 BEFORE_FIRST_APPLY = "before-first-apply"
 
 
+@depth_guarded
 def apply(
     live: JSON | None,
     applied: JSON,
@@ -98,7 +104,7 @@ def apply(
         config_set = fp.recursive_difference(config_set, reset)
 
     live_obj = without_managed_fields(live)
-    managers = decode_entries(((live or {}).get("metadata") or {}).get("managedFields"))
+    managers = decode_entries(_meta(live).get("managedFields"))
     if not managers and live_obj:
         record_update(
             {},
@@ -162,12 +168,12 @@ def apply(
     cap_update_managers(new_managers)
 
     if manager == "kubectl":
-        annotations = (new_obj.get("metadata") or {}).get("annotations") or {}
+        annotations = _dict(_meta(new_obj).get("annotations"))
         if annotations.get(LAST_APPLIED):
             new_obj = _with_last_applied(new_obj, applied)
 
     result = dict(new_obj)
-    result_meta = dict(result.get("metadata") or {})
+    result_meta = dict(_meta(result))
     encoded = encode_entries(new_managers)
     if encoded:
         result_meta["managedFields"] = encoded
@@ -177,8 +183,16 @@ def apply(
     return result
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _meta(obj: Any) -> dict[str, Any]:
+    return _dict(obj.get("metadata")) if isinstance(obj, dict) else {}
+
+
 def _describe(obj: JSON) -> str:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta = _meta(obj)
     assert isinstance(meta, dict)
     gv = str(obj.get("apiVersion", ""))
     group, _, ver = gv.rpartition("/")
@@ -265,7 +279,7 @@ def _prune(merged: JSON, managers: Mapping[str, Entry], last_set: Trie, node: No
 
 def _allowed_from_last_applied(live: JSON, version: str, node: Node) -> Trie | None:
     """Fields of the last-applied configuration whose value the live object still has."""
-    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    annotations = _dict(_meta(live).get("annotations"))
     text = annotations.get(LAST_APPLIED)
     if not text:
         return None
@@ -287,8 +301,8 @@ def _allowed_from_last_applied(live: JSON, version: str, node: Node) -> Trie | N
 
 def _with_last_applied(obj: JSON, applied: JSON) -> JSON:
     config = dict(applied)
-    meta = dict(config.get("metadata") or {})
-    annotations = dict(meta.get("annotations") or {})
+    meta = dict(_meta(config))
+    annotations = dict(_dict(meta.get("annotations")))
     annotations.pop(LAST_APPLIED, None)
     if annotations:
         meta["annotations"] = annotations
@@ -297,7 +311,7 @@ def _with_last_applied(obj: JSON, applied: JSON) -> JSON:
     config["metadata"] = meta
     text = json.dumps(config, separators=(",", ":"), sort_keys=True, ensure_ascii=False) + "\n"
     out = dict(obj)
-    out_meta = dict(out.get("metadata") or {})
-    out_meta["annotations"] = {**(out_meta.get("annotations") or {}), LAST_APPLIED: text}
+    out_meta = dict(_meta(out))
+    out_meta["annotations"] = {**_dict(out_meta.get("annotations")), LAST_APPLIED: text}
     out["metadata"] = out_meta
     return out

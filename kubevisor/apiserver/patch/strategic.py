@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from kubevisor.apiserver.patch.errors import BadPatchError, PatchNotApplicableError
+from kubevisor.apiserver.patch.errors import BadPatchError, PatchNotApplicableError, depth_guarded
 from kubevisor.apiserver.patch.json_patches import decode
 from kubevisor.apiserver.patch.schema_walk import Node, compile_schema
 
@@ -38,6 +38,7 @@ ERR_BAD_SET_ORDER = "invalid patch format of setElementOrder list"
 ERR_LIST_OF_LISTS = "lists of lists are not supported"
 
 
+@depth_guarded
 def strategic_merge_patch(
     obj: JSON,
     patch: bytes | str | JSON,
