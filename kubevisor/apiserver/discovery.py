@@ -11,6 +11,7 @@ then fetches each group-version list. Documents are cached in the
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import orjson
@@ -75,7 +76,21 @@ def resource_list(ctx: Context, group: str, version: str) -> bytes | None:
     return cached or None
 
 
+_VERSION = re.compile(r"v(\d+)(?:(alpha|beta)(\d+))?\Z")
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Sort key of Kubernetes' version priority: GA, then beta, then alpha,
+    higher numbers first; other names last, alphabetically."""
+    m = _VERSION.match(version)
+    if m is None:
+        return (3, 0, 0, version)
+    stage = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (stage, -int(m.group(1)), -int(m.group(3) or 0), version)
+
+
 def _group(name: str, versions: list[str]) -> JSON:
+    versions = sorted(versions, key=version_priority)
     entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
     return {"name": name, "versions": entries, "preferredVersion": entries[0]}
 

@@ -173,11 +173,10 @@ async def get(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType, o
     if kv is None:
         raise errors.not_found(rt.plural, info.name, rt.group)
     if out.table:
-        obj = storage.decode(kv)
+        obj = storage.fix_version(storage.decode(kv), rt)
         return tables.table_response(rt, [obj], req, out, list_meta={})
     data = storage.raw(kv)
-    if not rt.storage:
-        data = storage.with_api_version(data, rt)
+    data = storage.served_as(data, rt)
     if out.media != "application/json":
         return Response(200, dump(orjson.loads(data), out), out.media)
     return Response(200, data)
@@ -263,7 +262,7 @@ async def list_kvs(
             revision = res.revision
             for kv in res.kvs:
                 if match is not None:
-                    obj = storage.decode(kv)
+                    obj = storage.fix_version(storage.decode(kv), rt)
                     if not match(obj):
                         start_key = kv.key
                         continue
@@ -313,7 +312,7 @@ async def list_(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType,
     if remaining is not None:
         list_meta["remainingItemCount"] = remaining
     if out.table:
-        objs = decoded if decoded is not None else [storage.decode(kv) for kv in kvs]
+        objs = decoded if decoded is not None else [storage.fix_version(storage.decode(kv), rt) for kv in kvs]
         return tables.table_response(rt, objs, req, out, list_meta=list_meta)
     head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.group_version,
                          "metadata": list_meta})[:-1]
@@ -321,8 +320,8 @@ async def list_(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType,
         items = [orjson.dumps(o) for o in decoded]
     else:
         items = [storage.raw(kv) for kv in kvs]
-    if not rt.storage:
-        items = [storage.with_api_version(i, rt) for i in items]
+    if rt.custom:
+        items = [storage.served_as(i, rt) for i in items]
     body = head + b',"items":[' + b",".join(items) + b"]}"
     if out.media != "application/json":
         return Response(200, dump(orjson.loads(body), out), out.media)
@@ -391,7 +390,7 @@ async def write_update(
                 if exc.reason == "AlreadyExists":
                     continue
                 raise
-        old = storage.decode(kv)
+        old = storage.fix_version(storage.decode(kv), rt)
         new = mutate(copy.deepcopy(old))
         new = objects.prepare_update(rt, new, old, status_only=status_only)
         if not status_only and subresource != "finalize":
@@ -474,7 +473,7 @@ async def delete_object(
         kv = await get_kv(ctx, key)
         if kv is None:
             raise errors.not_found(rt.plural, name, rt.group)
-        obj = storage.decode(kv)
+        obj = storage.fix_version(storage.decode(kv), rt)
         objects.check_preconditions(rt, opts, obj)
         meta = obj["metadata"]
         old_finalizers = list(meta.get("finalizers") or [])

@@ -70,8 +70,19 @@ def raw(kv: KeyValue, *, revision: int | None = None) -> bytes:
     return orjson.dumps(obj)
 
 
-def with_api_version(data: bytes, rt: ResourceType) -> bytes:
-    """Rewrite apiVersion when serving a CRD version other than the stored one."""
+def served_as(data: bytes, rt: ResourceType) -> bytes:
+    """``data`` with the apiVersion of the version being served. Custom
+    resources may be stored under another version of their CRD (conversion
+    strategy None: only apiVersion changes); built-ins have one version."""
+    if not rt.custom or b'"apiVersion":"%s"' % rt.group_version.encode() in data:
+        return data
     obj = orjson.loads(data)
     obj["apiVersion"] = rt.group_version
     return orjson.dumps(obj)
+
+
+def fix_version(obj: JSON, rt: ResourceType) -> JSON:
+    """The decoded-object form of :func:`served_as` (in place)."""
+    if rt.custom:
+        obj["apiVersion"] = rt.group_version
+    return obj

@@ -91,18 +91,16 @@ class _Encoder:
             if obj is None:
                 assert raw is not None
                 obj = orjson.loads(raw)
+            storage.fix_version(obj, self.rt)
             tbl = tables.table(self.rt, [obj], self.req, self.out, list_meta={
                 "resourceVersion": obj["metadata"].get("resourceVersion", "")},
                 headers=self.first)
             self.first = False
             return _line(kind, orjson.dumps(tbl))
         if raw is None:
-            if not self.rt.storage:
-                obj = {**(obj or {}), "apiVersion": self.rt.group_version}
-            return _line(kind, orjson.dumps(obj))
-        if not self.rt.storage:
-            raw = storage.with_api_version(raw, self.rt)
-        return _line(kind, raw)
+            assert obj is not None
+            return _line(kind, orjson.dumps(storage.fix_version(obj, self.rt)))
+        return _line(kind, storage.served_as(raw, self.rt))
 
     def bookmark(self, revision: int, *, initial_end: bool = False) -> bytes:
         meta: JSON = {"resourceVersion": str(revision)}

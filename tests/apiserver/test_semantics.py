@@ -210,3 +210,30 @@ async def test_crd_serves_kind_at_once(api: httpx.AsyncClient) -> None:
     assert (await api.get(WIDGETS)).status_code == 404
     await api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=CRD)
     assert (await api.get(WIDGETS)).json()["items"] == [], "objects went with their CRD"
+
+
+async def test_crd_versions_share_objects(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    crd = {**CRD, "spec": {**CRD["spec"], "versions": [
+        {**CRD["spec"]["versions"][0], "name": "v1beta1", "storage": False},
+        CRD["spec"]["versions"][0]]}}
+    r = await api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    assert r.status_code == 201, r.text
+    w = {"apiVersion": "example.com/v1beta1", "kind": "Widget", "metadata": {"name": "w"},
+         "spec": {"size": 1}}
+    r = await api.post("/apis/example.com/v1beta1/namespaces/ns1/widgets", json=w)
+    assert r.status_code == 201, r.text
+    got = (await api.get(f"{WIDGETS}/w")).json()
+    assert got["apiVersion"] == "example.com/v1" and got["spec"]["size"] == 1
+    items = (await api.get("/apis/example.com/v1beta1/namespaces/ns1/widgets")).json()["items"]
+    assert [i["apiVersion"] for i in items] == ["example.com/v1beta1"]
+    versions = [v["version"] for v in (await api.get("/apis/example.com")).json()["versions"]]
+    assert versions == ["v1", "v1beta1"], "preferred version first"
+
+
+def test_version_priority() -> None:
+    from kubevisor.apiserver.discovery import version_priority
+
+    order = ["v1alpha1", "foo", "v2", "v1beta2", "v1", "v1beta1", "v2alpha3", "v10"]
+    assert sorted(order, key=version_priority) == [
+        "v10", "v2", "v1", "v1beta2", "v1beta1", "v2alpha3", "v1alpha1", "foo"]
