@@ -329,8 +329,11 @@ def compile_schema(
         compiler = _Compiler(defs)
         _COMPILERS[id(defs)] = (defs, compiler)
     node = compiler.compile(schema)
-    if node.kind == STRUCT and "metadata" not in node.fields and OBJECT_META in defs:
-        # custom resource schemas leave metadata out; it is always ObjectMeta
-        node.fields["metadata"] = compiler.compile({"$ref": "#/components/schemas/" + OBJECT_META})
+    if node.kind == STRUCT and OBJECT_META in defs:
+        meta = node.fields.get("metadata")
+        if meta is None or meta.kind in (MAP, ANY):
+            # custom resource schemas leave metadata out or say only "type: object";
+            # kube-apiserver types it as ObjectMeta all the same
+            node.fields["metadata"] = compiler.compile({"$ref": "#/components/schemas/" + OBJECT_META})
     _CACHE[key] = (schema, defs, node)
     return node

@@ -325,6 +325,7 @@ def test_invalid_configurations_are_bad_requests(
 CRD_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
+        "metadata": {"type": "object"},
         "spec": {
             "type": "object",
             "properties": {
