@@ -200,6 +200,16 @@ async def _run_phase(target: Target, jobs: list[JSON]) -> tuple[list[JSON], JSON
     return results, usage
 
 
+def _per_op(usage: JSON, count: int) -> JSON:
+    """CPU microseconds per request: figures that hold even when other work
+    shares the machine (wall-clock rates do not)."""
+    server, client = usage["server_cpu_s"], usage["client_cpu_s"]
+    return {
+        "server_cpu_us_per_op": _r(server / count * 1e6, 1) if server is not None and count else None,
+        "client_cpu_us_per_op": _r(client / count * 1e6, 1) if client is not None and count else None,
+    }
+
+
 def _split(total: int, parts: int) -> list[tuple[int, int]]:
     bounds = [total * i // parts for i in range(parts + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(parts)]
@@ -276,6 +286,7 @@ async def phase_create(target: Target, options: BenchOptions, ns: str) -> JSON:
         "errors": errors,
         "error_samples": samples,
         **usage,
+        **_per_op(usage, len(latencies)),
     }
 
 
@@ -297,6 +308,7 @@ async def phase_get(target: Target, options: BenchOptions, ns: str) -> JSON:
         "errors": errors,
         "error_samples": samples,
         **usage,
+        **_per_op(usage, len(latencies)),
     }
 
 
@@ -338,6 +350,7 @@ async def phase_mutate(target: Target, options: BenchOptions, ns: str, create_ns
         "errors": errors,
         "error_samples": samples,
         **usage,
+        **_per_op(usage, len(latencies)),
     }
 
 
