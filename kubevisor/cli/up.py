@@ -4,7 +4,9 @@ Called by :mod:`kubevisor.cli.main`. Opens the store, builds the apiserver
 configuration from the built-in kinds, serves it over TLS with the
 credentials in ``<data-dir>/pki`` (created on first start), writes
 ``<data-dir>/kubeconfig``, starts the controller manager in the same process
-(it talks to the API over HTTPS like any client), and runs until SIGINT or
+(it talks to the API over HTTPS like any client), creates the system
+namespaces (default, kube-system, ...) through the API as kube-apiserver's
+bootstrap does, and runs until SIGINT or
 SIGTERM, then stops the controllers, the server and the store, in that
 order, and exits 0.
 """
@@ -15,15 +17,19 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from kubevisor.apiserver.config import ServerConfig
 from kubevisor.apiserver.server import ServedURL, run_until_signalled, serve
 
 log = logging.getLogger("kubevisor")
 CONTROLLERS_STOP_SECONDS = 5.0
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,7 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
             extra_sans=options.extra_sans,
         ) as url:
             kubeconfig = url.kubeconfig.resolve()
+            await ensure_system_namespaces(url)
             if options.on_ready is not None:
                 options.on_ready(url)
             log.info(
@@ -83,6 +90,20 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
             await store.close()
     log.info("kubevisor stopped")
     return 0
+
+
+async def ensure_system_namespaces(url: ServedURL) -> None:
+    """Create default, kube-system, kube-public and kube-node-lease through the
+    API if absent, as kube-apiserver's bootstrap does (409 means present)."""
+    context = ssl.create_default_context(cadata=url.credentials.ca_pem.decode())
+    async with httpx.AsyncClient(base_url=str(url), verify=context, headers=url.headers,
+                                 timeout=30) as http:
+        for name in SYSTEM_NAMESPACES:
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            response = await http.post("/api/v1/namespaces", json=body)
+            if response.status_code not in (201, 409):
+                log.warning("could not create namespace %s: %s %s", name,
+                            response.status_code, response.text[:200])
 
 
 @contextlib.asynccontextmanager

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,17 @@ def test_kubeconfig_works_with_kubectl(server: KubevisorServer) -> None:
     assert config["current-context"] == "kubevisor"
     assert config["clusters"][0]["cluster"]["server"] == server.url
     server.kubectl("apply", "-f", "-", input="apiVersion: v1\nkind: Namespace\nmetadata:\n  name: up-demo\n")
-    result = server.kubectl("get", "ns", "-o", "name")
-    assert "namespace/up-demo" in result.stdout.split()
+    deadline = time.monotonic() + 10  # the system namespaces come just after ready
+    while True:
+        names = set(server.kubectl("get", "ns", "-o", "name").stdout.split())
+        wanted = {"namespace/up-demo", "namespace/default", "namespace/kube-system",
+                  "namespace/kube-public", "namespace/kube-node-lease"}
+        if wanted <= names or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert wanted <= names
+    server.kubectl("run", "web", "--image=nginx")  # into the kubeconfig's namespace, default
+    assert server.kubectl("get", "pod", "web", "-o", "name").stdout.strip() == "pod/web"
 
 
 def test_credentials_are_reused_on_restart(tmp_path: Path) -> None:
