@@ -35,13 +35,21 @@ def api(
     controllers: Annotated[
         bool, typer.Option(help="Run the controller manager in the benchmark's own server.")
     ] = True,
+    phases: Annotated[
+        str, typer.Option(help="Comma-separated subset of store,create,get,list,mutate,watch.")
+    ] = "store,create,get,list,mutate,watch",
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
 ) -> None:
     """Measure creates/s, gets/s, mutating latency at a fixed rate, list and
     watch latency over HTTPS, and the raw store's puts/s in the same run."""
     from kubevisor.apiserver.server import ServeError, run_until_signalled
-    from kubevisor.cli.benchapi import BenchError, BenchOptions, run_bench
+    from kubevisor.cli.benchapi import PHASES, BenchError, BenchOptions, run_bench
 
+    chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
+    unknown = set(chosen) - set(PHASES)
+    if unknown:
+        typer.echo(f"error: unknown phases {sorted(unknown)}; choose from {','.join(PHASES)}", err=True)
+        raise typer.Exit(1)
     if server and kubeconfig is None:
         typer.echo("error: --server needs --kubeconfig", err=True)
         raise typer.Exit(1)
@@ -49,7 +57,7 @@ def api(
         server=server, kubeconfig=kubeconfig, server_pid=server_pid, procs=procs, conns=conns, pods=pods, gets=gets,
         rate=rate, rate_seconds=rate_seconds, watchers=watchers, watch_events=watch_events,
         watch_rate=watch_rate, store_puts=store_puts, list_repeats=list_repeats,
-        controllers=controllers,
+        controllers=controllers, phases=chosen,
     )
     try:
         report = run_until_signalled(lambda _stop: run_bench(options))
