@@ -38,12 +38,17 @@ def api(
     phases: Annotated[
         str, typer.Option(help="Comma-separated subset of store,create,get,list,mutate,watch.")
     ] = "store,create,get,list,mutate,watch",
+    profile: Annotated[
+        Path | None,
+        typer.Option(help="Record the server with py-spy per phase into this folder (needs py-spy)."),
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
 ) -> None:
     """Measure creates/s, gets/s, mutating latency at a fixed rate, list and
     watch latency over HTTPS, and the raw store's puts/s in the same run."""
     from kubevisor.apiserver.server import ServeError, run_until_signalled
     from kubevisor.cli.benchapi import PHASES, BenchError, BenchOptions, run_bench
+    from kubevisor.cli.profiling import ProfilerError
 
     chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
     unknown = set(chosen) - set(PHASES)
@@ -57,11 +62,11 @@ def api(
         server=server, kubeconfig=kubeconfig, server_pid=server_pid, procs=procs, conns=conns, pods=pods, gets=gets,
         rate=rate, rate_seconds=rate_seconds, watchers=watchers, watch_events=watch_events,
         watch_rate=watch_rate, store_puts=store_puts, list_repeats=list_repeats,
-        controllers=controllers, phases=chosen,
+        controllers=controllers, phases=chosen, profile_dir=profile,
     )
     try:
         report = run_until_signalled(lambda _stop: run_bench(options))
-    except (BenchError, ServeError) as exc:
+    except (BenchError, ServeError, ProfilerError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()

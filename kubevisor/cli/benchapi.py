@@ -25,7 +25,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ class BenchOptions:
     kubeconfig: Path | None = None
     server_pid: int | None = None  # with --server: whose CPU to report as the server's
     phases: tuple[str, ...] = PHASES
+    profile_dir: Path | None = None  # py-spy recordings of the server, one per phase
     controllers: bool = True  # own server: run the controller manager in it, as `kubevisor up` does
     procs: int = 2
     conns: int = 16
@@ -485,21 +486,45 @@ async def run_bench(options: BenchOptions) -> JSON:
             ns, rate_ns, watch_ns = f"bench-{suffix}", f"bench-rate-{suffix}", f"bench-watch-{suffix}"
             await _setup(target, [ns, rate_ns, watch_ns])
             wanted = set(options.phases)
+            profiles: JSON = {}
+            profile = _profiler(options, profiles)
             if wanted & {"create", "get", "list", "mutate"}:  # the others need the pods
-                report["create"] = await phase_create(target, options, ns)
+                async with profile("create"):
+                    report["create"] = await phase_create(target, options, ns)
             if "get" in wanted:
-                report["get"] = await phase_get(target, options, ns)
+                async with profile("get"):
+                    report["get"] = await phase_get(target, options, ns)
             if "list" in wanted:
-                report["list"] = await phase_list(target, options, ns)
+                async with profile("list"):
+                    report["list"] = await phase_list(target, options, ns)
             if "mutate" in wanted:
-                report["mutating_at_rate"] = await phase_mutate(target, options, ns, rate_ns)
+                async with profile("mutate"):
+                    report["mutating_at_rate"] = await phase_mutate(target, options, ns, rate_ns)
             if "watch" in wanted:
-                report["watch"] = await phase_watch(target, options, watch_ns)
+                async with profile("watch"):
+                    report["watch"] = await phase_watch(target, options, watch_ns)
+            if profiles:
+                report["profile"] = profiles
         report["api_overhead"] = _overhead(report)
         report["targets"] = _targets(report)
         return report
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _profiler(
+    options: BenchOptions, profiles: JSON
+) -> Callable[[str], contextlib.AbstractAsyncContextManager[None]]:
+    """``profile(phase)``: a py-spy recording of the server with --profile, else nothing."""
+    if options.profile_dir is None:
+        return lambda _name: contextlib.nullcontext()
+    from kubevisor.cli.profiling import Profiler
+
+    pid = _SERVER_PID[0]
+    if pid is None:
+        raise BenchError("--profile with --server needs --server-pid")
+    profiler = Profiler(pid, options.profile_dir)
+    return lambda name: profiler.phase(name, profiles)
 
 
 def _overhead(report: JSON) -> JSON:
