@@ -79,7 +79,9 @@ def configmap(
     return json.dumps(obj)
 
 
-def owner_ref(obj: dict[str, Any], *, block: bool = True, controller: bool = True) -> dict[str, Any]:
+def owner_ref(
+    obj: dict[str, Any], *, block: bool = True, controller: bool = True
+) -> dict[str, Any]:
     """An ownerReference pointing at ``obj`` (as read back from the server)."""
     return {
         "apiVersion": obj["apiVersion"],

@@ -11,6 +11,9 @@ import pytest
 
 from tests.support.server import KubevisorServer
 
+# one worker runs the module: one server per store, shared by its tests
+pytestmark = pytest.mark.xdist_group("e2e-kubectl-discovery")
+
 
 def api_resources(server: KubevisorServer, *args: str) -> dict[str, list[str]]:
     """NAME -> [SHORTNAMES?, APIVERSION, NAMESPACED, KIND] from `kubectl api-resources`."""
@@ -46,8 +49,13 @@ def test_health_and_version(server: KubevisorServer) -> None:
         ("replicasets", "rs", "apps/v1", "true", "ReplicaSet"),
         ("statefulsets", "sts", "apps/v1", "true", "StatefulSet"),
         ("daemonsets", "ds", "apps/v1", "true", "DaemonSet"),
-        ("customresourcedefinitions", "crd,crds", "apiextensions.k8s.io/v1", "false",
-         "CustomResourceDefinition"),
+        (
+            "customresourcedefinitions",
+            "crd,crds",
+            "apiextensions.k8s.io/v1",
+            "false",
+            "CustomResourceDefinition",
+        ),
         ("storageclasses", "sc", "storage.k8s.io/v1", "false", "StorageClass"),
     ],
 )
