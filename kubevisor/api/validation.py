@@ -118,9 +118,12 @@ class _Node:
         "multiple_of",
         "not_",
         "nullable",
+        "obj_extra",
         "one_of",
         "pattern",
         "pattern_src",
+        "plain_arr",
+        "plain_obj",
         "preserve",
         "props",
         "quantity",
@@ -159,6 +162,10 @@ class _Node:
         self.list_type = ""
         # Python classes a value may have to pass with no further check (None: check fully).
         self.simple: frozenset[type] | None = None
+        # Objects/arrays with nothing to check but their children (fast path).
+        self.plain_obj = False
+        self.plain_arr = False
+        self.obj_extra = False
         self.list_keys: tuple[str, ...] = ()
         self.all_of: list[_Node] = []
         self.any_of: list[_Node] = []
@@ -274,13 +281,20 @@ class _Compiler:
             except re.error:
                 node.pattern = None
         node.unique = bool(schema.get("uniqueItems"))
-        node.simple = _simple_classes(node)
         if not self.builtin:
             # Built-ins check duplicates in their own rules (Go validation).
             list_type = schema.get("x-kubernetes-list-type")
             if list_type in ("set", "map"):
                 node.list_type = list_type
                 node.list_keys = tuple(schema.get("x-kubernetes-list-map-keys") or ())
+        node.simple = _simple_classes(node)
+        bare = not (node.all_of or node.int_or_string or node.quantity or node.enum is not None
+                    or node.any_of or node.one_of or node.not_ is not None)
+        node.obj_extra = node.embedded or node.max_props is not None or \
+            node.min_props is not None
+        node.plain_obj = bare and node.type == "object" and not node.obj_extra
+        node.plain_arr = bare and node.type == "array" and node.max_items is None and \
+            node.min_items is None and not node.list_type and not node.unique
 
     def _merge_ref(self, node: _Node, ref: str) -> None:
         target = self.named_node(schemas.ref_name(ref))
@@ -365,22 +379,48 @@ def _check_object(node: _Node, value: JSON, path: str, errs: list[FieldError]) -
         if name not in value or (node.builtin and value[name] is None):
             errs.append(required(prefix + name))
     props = node.props
+    additional = node.additional
     if props is not None:
+        get = props.get
         for key, sub in value.items():
-            child = props.get(key)
-            if child is not None:
-                simple = child.simple
-                if simple is None or sub.__class__ not in simple:
-                    _check(child, sub, prefix + key, errs)
-            elif isinstance(node.additional, _Node):
-                _check(node.additional, sub, prefix + key, errs)
-    elif isinstance(node.additional, _Node):
-        add = node.additional
+            child = get(key)
+            if child is None:
+                if additional.__class__ is _Node:
+                    _check_child(additional, sub, prefix + key, errs)  # type: ignore[arg-type]
+                continue
+            simple = child.simple
+            if simple is not None and sub.__class__ in simple:
+                continue
+            _check_child(child, sub, prefix + key, errs)
+    elif additional.__class__ is _Node:
+        add: _Node = additional  # type: ignore[assignment]
         simple = add.simple
         for key, sub in value.items():
             if simple is None or sub.__class__ not in simple:
-                _check(add, sub, prefix + key, errs)
+                _check_child(add, sub, prefix + key, errs)
+    if node.obj_extra:
+        _check_object_extra(node, value, path, errs)
+
+
+def _check_child(node: _Node, value: Any, path: str, errs: list[FieldError]) -> None:
+    """``_check`` with shortcuts for plain objects and arrays (the hot path)."""
+    cls = value.__class__
+    if cls is dict and node.plain_obj:
+        _check_object(node, value, path, errs)
+    elif cls is list and node.plain_arr:
+        items = node.items
+        if items is not None:
+            simple = items.simple
+            for i, item in enumerate(value):
+                if simple is None or item.__class__ not in simple:
+                    _check_child(items, item, f"{path}[{i}]", errs)
+    else:
+        _check(node, value, path, errs)
+
+
+def _check_object_extra(node: _Node, value: JSON, path: str, errs: list[FieldError]) -> None:
     if node.embedded:
+        prefix = path + "." if path else ""
         for key in ("apiVersion", "kind"):
             if not value.get(key):
                 errs.append(required(prefix + key, "must not be empty"))
@@ -398,7 +438,7 @@ def _check_array(node: _Node, value: list[Any], path: str, errs: list[FieldError
         simple = items.simple
         for i, item in enumerate(value):
             if simple is None or item.__class__ not in simple:
-                _check(items, item, f"{path}[{i}]", errs)
+                _check_child(items, item, f"{path}[{i}]", errs)
     n = len(value)
     if node.max_items is not None and n > node.max_items:
         errs.append(FieldError(TOO_MANY, path, n, f"must have at most {node.max_items} items"))
@@ -631,15 +671,21 @@ def _unknown(node: _Node, value: Any, path: str, out: list[str]) -> None:
             return
         for key, sub_value in value.items():
             child = props.get(key) if props is not None else None
-            if child is not None:
-                _unknown(child, sub_value, prefix + key, out)
-            elif isinstance(additional, _Node):
-                _unknown(additional, sub_value, prefix + key, out)
-            elif additional is not True and not (node.embedded and key in _EMBEDDED_KEYS):
-                out.append(prefix + key)
+            if child is None:
+                if additional.__class__ is not _Node:
+                    if additional is not True and not (node.embedded and key in _EMBEDDED_KEYS):
+                        out.append(prefix + key)
+                    continue
+                child = additional  # type: ignore[assignment]
+            cls = sub_value.__class__
+            if cls is dict or cls is list:  # scalars have no fields to be unknown
+                _unknown(child, sub_value, prefix + key, out)  # type: ignore[arg-type]
     elif isinstance(value, list) and node.items is not None:
+        items = node.items
         for i, item in enumerate(value):
-            _unknown(node.items, item, f"{path}[{i}]", out)
+            cls = item.__class__
+            if cls is dict or cls is list:
+                _unknown(items, item, f"{path}[{i}]", out)
 
 
 _EMBEDDED_KEYS = frozenset({"apiVersion", "kind", "metadata"})

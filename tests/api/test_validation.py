@@ -252,7 +252,7 @@ def test_pod_validation_is_fast() -> None:
     for _ in range(n):
         validate(rt, pod)
     per_call = (time.perf_counter() - start) / n
-    # About 40 µs on the reference 2-core machine; generous for parallel runs.
+    # About 20-45 µs on the reference 2-core machine; generous for parallel runs.
     assert per_call < 1e-3, f"{per_call * 1e6:.0f} µs per Pod"
 
 
