@@ -199,6 +199,14 @@ def validate_crd(obj: JSON) -> list[FieldError]:
     if group and isinstance(names, dict) and names.get("plural") and \
             name != f"{names['plural']}.{group}":
         errs.append(invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
+    if isinstance(group, str) and (group == "k8s.io" or group.endswith(".k8s.io") or
+                                   group == "kubernetes.io" or group.endswith(".kubernetes.io")):
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        if not annotations.get("api-approved.kubernetes.io"):
+            errs.append(required("metadata.annotations[api-approved.kubernetes.io]",
+                                 'protected groups must have approval annotation '
+                                 '"api-approved.kubernetes.io", see '
+                                 "https://github.com/kubernetes/enhancements/pull/1111"))
     errs.extend(_names_errors(spec.get("names")))
     scope = spec.get("scope")
     if not scope:

@@ -146,3 +146,15 @@ def test_accepted_status() -> None:
     crd["status"] = status
     later = accepted_status(crd, "2026-01-02T00:00:00Z")
     assert later["conditions"][1]["lastTransitionTime"] == "2026-01-01T12:00:00Z"
+
+
+def test_protected_groups_need_approval() -> None:
+    crd = crd_example()
+    crd["spec"]["group"] = "stable.k8s.io"
+    crd["metadata"]["name"] = "crontabs.stable.k8s.io"
+    assert _messages(crd) == [
+        "metadata.annotations[api-approved.kubernetes.io]: Required value: protected groups "
+        'must have approval annotation "api-approved.kubernetes.io", see '
+        "https://github.com/kubernetes/enhancements/pull/1111"]
+    crd["metadata"]["annotations"] = {"api-approved.kubernetes.io": "unapproved, testing"}
+    assert _messages(crd) == []
