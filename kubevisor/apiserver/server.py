@@ -81,13 +81,75 @@ class _Server(uvicorn.Server):
         yield
 
 
+class _CoalescingTransport:
+    """A transport whose writes in one event-loop iteration leave as one.
+
+    uvicorn writes a response's head and its body separately; over TLS each
+    write is a TLS record and a send() system call. Joining them before the
+    loop's next iteration halves both for every ordinary response and costs
+    a response no time."""
+
+    __slots__ = ("_buffer", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._buffer: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._buffer:
+            self._loop.call_soon(self._flush)
+        self._buffer.append(bytes(data))
+
+    def writelines(self, chunks: Iterable[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def _flush(self) -> None:
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _http_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol (httptools, or h11 without it) over a
+    :class:`_CoalescingTransport`."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    base: Any = AutoHTTPProtocol
+
+    class Protocol(base):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            loop = asyncio.get_running_loop()
+            super().connection_made(_CoalescingTransport(transport, loop))
+
+    return Protocol
+
+
 def uvicorn_config(app: ASGIApp, credentials: Credentials) -> uvicorn.Config:
     """uvicorn settings for the apiserver: httptools (h11 when httptools is
     missing), TLS with the serving certificate, no access log, long
     keep-alive, a deep backlog and no concurrency limit."""
     return uvicorn.Config(
         app,
-        http="auto",
+        http=_http_protocol(),
         ws="none",
         lifespan="auto",
         ssl_certfile=str(credentials.cert_file),
