@@ -157,13 +157,16 @@ class Worker:
         self.proc.stdin.write(line + b"\n")
         await self.proc.stdin.drain()
 
-    async def _receive(self) -> JSON:
+    async def _receive_raw(self) -> bytes:
         assert self.proc.stdout is not None
         line = await self.proc.stdout.readline()
         if not line:
             code = await self.proc.wait()
             raise BenchError(f"{self.job} worker exited with {code}")
-        doc: JSON = orjson.loads(line)
+        return line
+
+    async def _receive(self) -> JSON:
+        doc: JSON = orjson.loads(await self._receive_raw())
         return doc
 
     async def go(self) -> None:
@@ -172,10 +175,12 @@ class Worker:
     async def stop(self) -> None:
         await self._send(b"stop")
 
-    async def result(self) -> JSON:
-        doc = await self._receive()
+    async def result(self) -> bytes:
+        """The result line, unparsed: parse it after the phase's CPU is read,
+        as parsing it here would count as the server's CPU."""
+        line = await self._receive_raw()
         await self.proc.wait()
-        return doc
+        return line
 
     def kill(self) -> None:
         if self.proc.returncode is None:
@@ -190,11 +195,12 @@ async def _run_phase(target: Target, jobs: list[JSON]) -> tuple[list[JSON], JSON
     try:
         cpu0, t0 = _cpu_self(), time.perf_counter()
         await asyncio.gather(*(w.go() for w in workers))
-        results = await asyncio.gather(*(w.result() for w in workers))
+        lines = await asyncio.gather(*(w.result() for w in workers))
         wall, server_cpu = time.perf_counter() - t0, _cpu_self() - cpu0
     finally:
         for w in workers:
             w.kill()
+    results = [orjson.loads(line) for line in lines]
     usage = {
         "wall_s": _r(wall, 3),
         "client_cpu_s": _r(sum(r["cpu_s"] for r in results), 3),
@@ -373,9 +379,9 @@ async def phase_watch(target: Target, options: BenchOptions, ns: str) -> JSON:
             "job": "write", "namespace": ns, "count": options.watch_events, "rate": options.watch_rate,
         }])
         await asyncio.sleep(1.0)  # let the last events arrive
-        await asyncio.gather(*(w.stop() for w in watchers))
-        results = await asyncio.gather(*(w.result() for w in watchers))
         wall, server_cpu = time.perf_counter() - t0, _cpu_self() - cpu0
+        await asyncio.gather(*(w.stop() for w in watchers))
+        results = [orjson.loads(line) for line in await asyncio.gather(*(w.result() for w in watchers))]
     finally:
         for w in watchers:
             w.kill()
