@@ -451,3 +451,99 @@ def test_watch_with_selector_and_bookmarks(api: client.ApiClient, ns: str) -> No
             break
     # like the watch cache: leaving the selector is a DELETED, entering it an ADDED
     assert seen == [("ADDED", "sel-a"), ("ADDED", "sel-b"), ("DELETED", "sel-a")], seen
+
+
+def test_custom_objects_api(api: client.ApiClient, ns: str) -> None:
+    group = f"{unique('co')}.kubevisor.test"
+    crd = widget_crd(group)
+    version = crd["spec"]["versions"][0]
+    version["subresources"] = {
+        "status": {},
+        "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
+    }
+    props = version["schema"]["openAPIV3Schema"]["properties"]
+    props["spec"]["properties"]["replicas"] = {"type": "integer"}
+    props["status"] = {"type": "object", "properties": {
+        "replicas": {"type": "integer"}, "state": {"type": "string"},
+    }}  # fmt: skip
+    ext = client.ApiextensionsV1Api(api)
+    ext.create_custom_resource_definition(crd)
+    deadline = time.monotonic() + 30
+    while True:
+        status = ext.read_custom_resource_definition(f"gadgets.{group}").status
+        conditions = {c.type: c.status for c in (status.conditions or [])} if status else {}
+        if conditions.get("Established") == "True":
+            break
+        assert time.monotonic() < deadline, conditions
+        time.sleep(0.2)
+
+    custom = client.CustomObjectsApi(api)
+    args = (group, "v1", ns, "gadgets")
+    body = {"apiVersion": f"{group}/v1", "kind": "Gadget",
+            "metadata": {"name": "g", "labels": {"tier": "gold"}},
+            "spec": {"power": 1, "replicas": 1}}  # fmt: skip
+    created = custom.create_namespaced_custom_object(*args, body)
+    assert created["metadata"]["generation"] == 1
+    listed = custom.list_namespaced_custom_object(*args, label_selector="tier=gold")
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["g"]
+    assert custom.list_namespaced_custom_object(*args, label_selector="tier=tin")["items"] == []
+
+    patched = custom.patch_namespaced_custom_object(
+        *args, "g", {"spec": {"power": 2}}, _content_type=MERGE
+    )
+    assert patched["spec"] == {"power": 2, "replicas": 1}
+    assert patched["metadata"]["generation"] == 2
+    status = custom.patch_namespaced_custom_object_status(
+        *args, "g", {"status": {"state": "on", "replicas": 1}}, _content_type=MERGE
+    )
+    assert status["status"] == {"state": "on", "replicas": 1}
+    assert status["metadata"]["generation"] == 2
+    scale = custom.get_namespaced_custom_object_scale(*args, "g")
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 1
+    assert scale["status"]["replicas"] == 1
+    custom.patch_namespaced_custom_object_scale(
+        *args, "g", {"spec": {"replicas": 3}}, _content_type=MERGE
+    )
+    current = custom.get_namespaced_custom_object(*args, "g")
+    assert current["spec"]["replicas"] == 3
+
+    current["spec"]["power"] = 5
+    replaced = custom.replace_namespaced_custom_object(*args, "g", current)
+    assert replaced["spec"]["power"] == 5
+    with pytest.raises(ApiException) as conflict:
+        custom.replace_namespaced_custom_object(*args, "g", current)  # stale resourceVersion
+    assert conflict.value.status == 409
+
+    with pytest.raises(ApiException) as invalid:
+        custom.create_namespaced_custom_object(
+            *args, {**body, "metadata": {"name": "bad"}, "spec": {"power": "max"}}
+        )
+    assert invalid.value.status == 422
+    status_body = status_of(invalid.value)
+    assert status_body["reason"] == "Invalid"
+    assert status_body["details"]["kind"] == "Gadget"
+    assert status_body["details"]["causes"][0]["field"] == "spec.power"
+
+    custom.delete_namespaced_custom_object(*args, "g")
+    with pytest.raises(ApiException) as gone:
+        custom.get_namespaced_custom_object(*args, "g")
+    assert gone.value.status == 404
+    assert status_of(gone.value)["message"] == f'gadgets.{group} "g" not found'
+    ext.delete_custom_resource_definition(f"gadgets.{group}")
+
+
+def test_dry_run_and_delete_collection(api: client.ApiClient, ns: str) -> None:
+    core = client.CoreV1Api(api)
+    dry = core.create_namespaced_config_map(ns, configmap("dry", {"a": "b"}), dry_run="All")
+    assert dry.metadata.name == "dry" and dry.metadata.uid
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_config_map("dry", ns)
+    assert missing.value.status == 404
+
+    for i in range(6):
+        core.create_namespaced_config_map(
+            ns, configmap(f"coll-{i}", {}, {"batch": "a" if i < 4 else "b"})
+        )
+    core.delete_collection_namespaced_config_map(ns, label_selector="batch=a")
+    left = sorted(c.metadata.name for c in core.list_namespaced_config_map(ns).items)
+    assert left == ["coll-4", "coll-5"]
