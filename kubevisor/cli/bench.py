@@ -33,8 +33,9 @@ def api(
     store_puts: Annotated[int, typer.Option(help="Writes in the raw store phase.")] = 5_000,
     list_repeats: Annotated[int, typer.Option(help="Lists of all pods, per format.")] = 5,
     controllers: Annotated[
-        bool, typer.Option(help="Run the controller manager in the benchmark's own server.")
-    ] = True,
+        str,
+        typer.Option(help="The own server's controller manager: process, in-process or none."),
+    ] = "process",
     phases: Annotated[
         str, typer.Option(help="Comma-separated subset of store,create,get,list,mutate,watch.")
     ] = "store,create,get,list,mutate,watch",
@@ -54,6 +55,9 @@ def api(
     unknown = set(chosen) - set(PHASES)
     if unknown:
         typer.echo(f"error: unknown phases {sorted(unknown)}; choose from {','.join(PHASES)}", err=True)
+        raise typer.Exit(1)
+    if controllers not in ("in-process", "process", "none"):
+        typer.echo("error: --controllers must be in-process, process or none", err=True)
         raise typer.Exit(1)
     if server and kubeconfig is None:
         typer.echo("error: --server needs --kubeconfig", err=True)

@@ -53,7 +53,7 @@ class BenchOptions:
     server_pid: int | None = None  # with --server: whose CPU to report as the server's
     phases: tuple[str, ...] = PHASES
     profile_dir: Path | None = None  # py-spy recordings of the server, one per phase
-    controllers: bool = True  # own server: run the controller manager in it, as `kubevisor up` does
+    controllers: str = "process"  # own server's controller manager, as `kubevisor up --controllers`
     procs: int = 2
     conns: int = 16
     pods: int = 10_000
@@ -422,7 +422,7 @@ def _conns(options: BenchOptions) -> list[int]:
 
 
 @contextlib.asynccontextmanager
-async def _own_server(work_dir: Path, *, controllers: bool) -> AsyncIterator[Target]:
+async def _own_server(work_dir: Path, *, controllers: str) -> AsyncIterator[Target]:
     from kubevisor.api.builtin import builtin_registry
     from kubevisor.apiserver.config import ServerConfig
     from kubevisor.apiserver.server import serve
@@ -435,10 +435,9 @@ async def _own_server(work_dir: Path, *, controllers: bool) -> AsyncIterator[Tar
         url = await stack.enter_async_context(
             serve(config, "127.0.0.1", 0, data_dir=work_dir / "server")
         )
-        if controllers:
-            from kubevisor.cli.up import controllers_running
+        from kubevisor.cli.up import controllers_running
 
-            await stack.enter_async_context(controllers_running(url.kubeconfig))
+        await stack.enter_async_context(controllers_running(url.kubeconfig, mode=controllers))
         yield Target(url=str(url), ca_pem=url.credentials.ca_pem.decode(), token=url.token)
 
 

@@ -65,11 +65,15 @@ def up(
         list[str] | None,
         typer.Option("--san", help="Extra name or IP for the serving certificate (repeatable)."),
     ] = None,
+    controllers: Annotated[
+        str,
+        typer.Option(help="Controller manager: process (a child process), in-process or none."),
+    ] = "process",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the control plane in the foreground until SIGINT/SIGTERM."""
     from kubevisor.apiserver.server import ServeError
-    from kubevisor.cli.up import UpOptions, parse_listen, run_up
+    from kubevisor.cli.up import CONTROLLER_MODES, UpOptions, parse_listen, run_up
     from kubevisor.store.errors import StoreError
 
     _configure_logging(verbose)
@@ -77,6 +81,8 @@ def up(
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise _fail(str(exc)) from exc
+    if controllers not in CONTROLLER_MODES:
+        raise _fail(f"--controllers must be one of {', '.join(CONTROLLER_MODES)}")
     options = UpOptions(
         data_dir=data_dir,
         host=host,
@@ -84,6 +90,7 @@ def up(
         store_url=store,
         node=not no_node,
         extra_sans=tuple(san or ()),
+        controllers=controllers,
     )
     try:
         code = run_up(options)

@@ -3,8 +3,11 @@
 Called by :mod:`kubevisor.cli.main`. Opens the store, builds the apiserver
 configuration from the built-in kinds, serves it over TLS with the
 credentials in ``<data-dir>/pki`` (created on first start), writes
-``<data-dir>/kubeconfig``, starts the controller manager in the same process
-(it talks to the API over HTTPS like any client), creates the system
+``<data-dir>/kubeconfig``, starts the controller manager (by default as a
+child process, :mod:`kubevisor.cli.controllers`, so its informers do not
+compete with the apiserver's event loop; ``--controllers in-process`` runs
+it as a task here; either way it talks to the API over HTTPS like any
+client), creates the system
 namespaces (default, kube-system, ...) through the API as kube-apiserver's
 bootstrap does, and runs until SIGINT or
 SIGTERM, then stops the controllers, the server and the store, in that
@@ -17,7 +20,9 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import signal
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +34,7 @@ from kubevisor.apiserver.server import ServedURL, run_until_signalled, serve
 
 log = logging.getLogger("kubevisor")
 CONTROLLERS_STOP_SECONDS = 5.0
+CONTROLLER_MODES = ("in-process", "process", "none")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -40,6 +46,7 @@ class UpOptions:
     store_url: str = "sqlite"
     node: bool = True
     extra_sans: tuple[str, ...] = ()
+    controllers: str = "process"  # a child process, or "in-process", or "none"
     on_ready: Callable[[ServedURL], None] | None = field(default=None, compare=False)
 
 
@@ -83,7 +90,7 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
             )
             if options.node:
                 log.info("no node agent started: the node agent comes with a later issue")
-            async with controllers_running(kubeconfig):
+            async with controllers_running(kubeconfig, mode=options.controllers):
                 await stop.wait()
     finally:
         with contextlib.suppress(Exception):
@@ -107,13 +114,20 @@ async def ensure_system_namespaces(url: ServedURL) -> None:
 
 
 @contextlib.asynccontextmanager
-async def controllers_running(kubeconfig: Path) -> AsyncIterator[None]:
-    """Run the controller manager, if this build has one, for the duration;
-    if it fails meanwhile, the failure is logged and the server keeps serving."""
+async def controllers_running(kubeconfig: Path, *, mode: str = "in-process") -> AsyncIterator[None]:
+    """Run the controller manager, if this build has one, for the duration:
+    as a task of this process (``in-process``), as a child process
+    (``process``), or not at all (``none``). If it fails meanwhile, the
+    failure is logged and the server keeps serving."""
+    assert mode in CONTROLLER_MODES, f"controllers mode {mode!r} not in {CONTROLLER_MODES}"
     runner = _controller_runner()
-    if runner is None:
-        log.info("no controller manager in this build")
+    if runner is None or mode == "none":
+        log.info("no controller manager %s", "in this build" if runner is None else "started")
         yield
+        return
+    if mode == "process":
+        async with _controllers_process(kubeconfig):
+            yield
         return
     stop = asyncio.Event()
     task = asyncio.create_task(runner(kubeconfig, stop), name="controllers")
@@ -128,6 +142,34 @@ async def controllers_running(kubeconfig: Path) -> AsyncIterator[None]:
             log.warning("controllers did not stop within %ss; cancelled", CONTROLLERS_STOP_SECONDS)
         except Exception:
             pass  # already logged by _log_failure
+
+
+@contextlib.asynccontextmanager
+async def _controllers_process(kubeconfig: Path) -> AsyncIterator[None]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubevisor.cli.controllers", str(kubeconfig),
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    stopping = False
+
+    async def watch() -> None:
+        code = await proc.wait()
+        if not stopping:
+            log.error("controller manager process exited with %s", code)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        stopping = True
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(watcher), CONTROLLERS_STOP_SECONDS)
+        except TimeoutError:
+            log.warning("controller manager did not stop within %ss; killed", CONTROLLERS_STOP_SECONDS)
+            proc.kill()
+            await watcher
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

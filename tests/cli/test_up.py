@@ -4,6 +4,7 @@ the real kubectl, and stopped with SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import stat
 import subprocess
@@ -137,3 +138,47 @@ def test_version() -> None:
                             timeout=60, check=True)
     assert result.stdout.startswith("kubevisor ")
     assert "v1.32" in result.stdout
+
+
+def _controller_children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in children:
+        with contextlib.suppress(FileNotFoundError):
+            if "kubevisor.cli.controllers" in Path(f"/proc/{child}/cmdline").read_text():
+                found.append(int(child))
+    return found
+
+
+def _gone(pid: int, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_controller_process_ends_with_the_server(tmp_path: Path, how: str) -> None:
+    server = KubevisorServer(data_dir=tmp_path / "data")
+    server.start()
+    try:
+        assert server.proc is not None
+        deadline = time.monotonic() + 10
+        while not (children := _controller_children(server.proc.pid)):
+            assert time.monotonic() < deadline, "no controller manager process"
+            time.sleep(0.1)
+        if how == "sigterm":
+            server.proc.send_signal(signal.SIGTERM)
+            assert server.proc.wait(timeout=15) == 0, server.log_tail()
+        else:  # kill -9 of the server alone: the child must not linger
+            server.proc.send_signal(signal.SIGKILL)
+            server.proc.wait(timeout=15)
+        assert all(_gone(child) for child in children)
+    finally:
+        server.kill()
