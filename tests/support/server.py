@@ -326,3 +326,19 @@ def running_server(
         return
     assert last_error is not None
     raise last_error
+
+
+@contextlib.contextmanager
+def server_on_store(store: str, tmp: Path) -> Iterator[KubevisorServer]:
+    """``kubevisor up`` on ``store`` = ``sqlite`` (data under ``tmp/data``) or
+    ``etcd`` (a single-member etcd started under ``tmp/etcd`` for it)."""
+    if store == "sqlite":
+        with running_server(tmp / "data", store="sqlite") as server:
+            yield server
+        return
+    assert store == "etcd", f"unknown store {store!r}"
+    from tests.support.etcd import running_etcd  # the store engineer's helper
+
+    with running_etcd(tmp / "etcd") as cluster:
+        with running_server(tmp / "data", store=cluster.store_url) as server:
+            yield server
