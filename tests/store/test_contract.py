@@ -377,3 +377,9 @@ async def test_closing_the_store_ends_its_watchers(store: Store, ns: str) -> Non
     await store.close()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(pending, 5)
+
+
+async def test_large_values_round_trip(store: Store, ns: str) -> None:
+    value = bytes(range(256)) * (2 * 1024 * 1024 // 256)  # 2 MiB, every byte value
+    kv = await store.create(ns + "big", value)
+    assert (await store.get(ns + "big")) == kv and kv.value == value

@@ -142,6 +142,8 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         try:
             stored = {kv.key: kv for kv in (await store.range("/d/")).kvs}
             assert await store.current_revision() >= max(acked.values())
+            # no revision is handed out twice after the crash
+            assert (await store.create("/after", b"x")).mod_revision > max(acked.values())
         finally:
             await store.close()
         missing = [key for key in acked if key not in stored]

@@ -71,6 +71,8 @@ class EtcdMember:
             "--heartbeat-interval", "50",
             "--election-timeout", "500",
             "--snapshot-count", "100000",
+            # kube-apiserver takes bodies up to 3 MiB; etcd's default cap is 1.5 MiB
+            "--max-request-bytes", str(8 * 1024 * 1024),
             "--logger", "zap",
             "--log-outputs", "stderr",
         ]  # fmt: skip
