@@ -81,7 +81,10 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
             extra_sans=options.extra_sans,
         ) as url:
             kubeconfig = url.kubeconfig.resolve()
-            await ensure_system_namespaces(url)
+            try:
+                await ensure_system_namespaces(url)
+            except httpx.HTTPError as exc:
+                log.warning("could not create the system namespaces: %s", exc)
             if options.on_ready is not None:
                 options.on_ready(url)
             log.info(
