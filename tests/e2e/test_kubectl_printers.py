@@ -166,6 +166,7 @@ def test_get_prints_kube_columns(server: KubevisorServer, printed_ns: str, plura
         server.kubectl("delete", plural, name, *where, "--wait=false", check=False)
 
 
+@pytest.mark.slow
 def test_describe_every_kind(server: KubevisorServer, printed_ns: str) -> None:
     """kubectl describe uses typed clients and extra lookups; it must not fail."""
     for plural, (api_version, kind, namespaced, body, _columns, _wide) in sorted(KINDS.items()):
