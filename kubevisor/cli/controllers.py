@@ -1,4 +1,4 @@
-"""``python -m kubevisor.cli.controllers KUBECONFIG``: the controller manager
+"""``python -m kubevisor.cli.controllers KUBECONFIG [PARENT_PID]``: the controller manager
 in a process of its own.
 
 Started by ``kubevisor up --controllers process`` (see
@@ -23,7 +23,9 @@ _PR_SET_PDEATHSIG = 1
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    assert len(args) == 1, "usage: python -m kubevisor.cli.controllers KUBECONFIG"
+    assert len(args) in (1, 2), "usage: python -m kubevisor.cli.controllers KUBECONFIG [PARENT_PID]"
+    if len(args) == 2:
+        _die_with_parent(int(args[1]))
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -31,7 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    _die_with_parent()
     from kubevisor.apiserver.server import run_until_signalled
     from kubevisor.controllers.manager import run_controllers
 
@@ -40,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _die_with_parent() -> None:
-    """Get SIGTERM when ``kubevisor up`` dies, even by SIGKILL (Linux
-    PR_SET_PDEATHSIG), so no orphan keeps calling a server that is gone."""
-    parent = os.getppid()
+def _die_with_parent(parent: int) -> None:
+    """Get SIGTERM when ``kubevisor up`` (pid ``parent``) dies, even by
+    SIGKILL (Linux PR_SET_PDEATHSIG), so no orphan keeps calling a server
+    that is gone."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

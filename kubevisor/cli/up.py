@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -150,7 +151,7 @@ async def controllers_running(kubeconfig: Path, *, mode: str = "in-process") -> 
 @contextlib.asynccontextmanager
 async def _controllers_process(kubeconfig: Path) -> AsyncIterator[None]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubevisor.cli.controllers", str(kubeconfig),
+        sys.executable, "-m", "kubevisor.cli.controllers", str(kubeconfig), str(os.getpid()),
         stdin=asyncio.subprocess.DEVNULL,
     )
     stopping = False

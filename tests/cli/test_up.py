@@ -150,7 +150,7 @@ def _controller_children(pid: int) -> list[int]:
     return found
 
 
-def _gone(pid: int, timeout: float = 15) -> bool:
+def _gone(pid: int, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
