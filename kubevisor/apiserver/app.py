@@ -146,7 +146,8 @@ class App:
             resp = await self._public(req)
             if resp is None:
                 req.user = self._authenticate(req)
-                out = negotiate(headers.get("accept", ""))
+                if not req.path.startswith("/openapi/"):
+                    out = negotiate(headers.get("accept", ""))
                 req.body = await self._read_body(receive, headers)
                 resp = await self._route(req, out)
         except errors.ApiError as exc:

@@ -1,8 +1,11 @@
 """Serves ``/openapi/v3`` and ``/openapi/v3/<group-version path>`` from
 ``api.openapi``, with kube-apiserver's caching headers: a document asked
 for with its ``?hash=`` is immutable (cached for a year), otherwise it
-carries an ETag. ``/openapi/v2`` is not served (404): kubectl v1.32 uses
-v3 for ``explain``, ``apply`` and field validation. Called by the app.
+carries an ETag. ``/openapi/v2`` is a document without definitions (JSON,
+or gnostic protobuf as kubectl asks for it): kubectl v1.32 takes its schemas
+from v3 and only falls back to v2 for kinds v3 lacks (``List``, unknown
+kinds), where "no definition" makes it skip client-side validation as with
+kube-apiserver, leaving the checks to the server. Called by the app.
 """
 
 from __future__ import annotations
@@ -17,8 +20,28 @@ from kubevisor.apiserver.http import Request, Response
 _IMMUTABLE = (b"cache-control", b"public, immutable, max-age=31536000")
 
 
+
+
+def _proto_string(field: int, value: bytes) -> bytes:
+    assert len(value) < 128
+    return bytes([field << 3 | 2, len(value)]) + value
+
+
+def _v2(req: Request, git_version: str) -> Response:
+    title, version = b"Kubernetes", git_version.encode()[:100]
+    if "protobuf" in req.headers.get("accept", ""):
+        info = _proto_string(1, title) + _proto_string(2, version)
+        body = _proto_string(1, b"2.0") + _proto_string(2, info)  # Document.swagger, .info
+        # Go clients cannot parse the "@" of the proto media type in a response.
+        return Response(200, body, "application/octet-stream")
+    return Response(200, orjson.dumps({"swagger": "2.0", "info": {
+        "title": title.decode(), "version": version.decode()}, "paths": {}, "definitions": {}}))
+
+
 def serve(ctx: Context, req: Request) -> Response:
     path = req.path.rstrip("/")
+    if path == "/openapi/v2":
+        return _v2(req, ctx.config.git_version)
     if path == "/openapi/v3":
         body = orjson.dumps(api_openapi.openapi_v3_index(ctx.registry))
         return Response(200, body)

@@ -305,6 +305,12 @@ async def list_kvs(
 
 
 async def list_(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType, out: Output) -> Response:
+    if req.query.get("timeoutSeconds"):
+        try:
+            float(req.query["timeoutSeconds"])
+        except ValueError as exc:
+            raise errors.bad_request(
+                f"invalid timeoutSeconds {req.query['timeoutSeconds']!r}") from exc
     kvs, decoded, revision, cont, remaining = await list_kvs(ctx, req, rt, info.namespace)
     list_meta: JSON = {"resourceVersion": str(revision)}
     if cont:

@@ -129,3 +129,20 @@ async def test_invalid_is_422_with_causes(api: httpx.AsyncClient) -> None:
     assert status["reason"] == "Invalid"
     assert status["message"].startswith('Pod "p" is invalid: ')
     assert any(c["field"] == "spec.containers[0].image" for c in status["details"]["causes"])
+
+
+async def test_openapi_v2_is_an_empty_document(api: httpx.AsyncClient) -> None:
+    r = await api.get("/openapi/v2", headers={
+        "Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+    assert r.status_code == 200 and r.content.startswith(b"\n\x032.0\x12")
+    assert (await api.get("/openapi/v2")).json()["definitions"] == {}
+    index = (await api.get("/openapi/v3")).json()
+    url = index["paths"]["api/v1"]["serverRelativeURL"]
+    r = await api.get(url)
+    assert r.status_code == 200 and "immutable" in r.headers["cache-control"]
+    assert "io.k8s.api.core.v1.Pod" in r.json()["components"]["schemas"]
+
+
+async def test_bad_list_timeout_is_400(api: httpx.AsyncClient) -> None:
+    r = await api.get("/api/v1/configmaps", params={"timeoutSeconds": "abc"})
+    assert r.status_code == 400
