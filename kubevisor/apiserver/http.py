@@ -103,7 +103,8 @@ def negotiate(accept: str) -> Output:
         if media in (JSON_TYPE, "*/*", "application/*"):
             if as_ == "Table" and params.get("g") == "meta.k8s.io":
                 return Output(table=True, table_version=params.get("v", "v1"))
-            if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+            if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList") and \
+                    params.get("g") == "meta.k8s.io":
                 return Output(partial=True)
             if as_:
                 continue

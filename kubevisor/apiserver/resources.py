@@ -165,7 +165,13 @@ async def after_write(ctx: Context, rt: ResourceType, obj: JSON | None, old: JSO
         namespaces.note(ctx, name, obj)
 
 
-# --- get / list ---------------------------------------------------------------
+# --- get / list ---
+
+
+def partial(obj: JSON) -> JSON:
+    """The PartialObjectMetadata view of an object (metadata-only clients)."""
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj["metadata"]}
 
 
 async def get(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType, out: Output) -> Response:
@@ -175,6 +181,8 @@ async def get(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType, o
     if out.table:
         obj = storage.fix_version(storage.decode(kv), rt)
         return tables.table_response(rt, [obj], req, out, list_meta={})
+    if out.partial:
+        return Response(200, dump(partial(storage.decode(kv))))
     data = storage.raw(kv)
     data = storage.served_as(data, rt)
     if out.media != "application/json":
@@ -320,6 +328,11 @@ async def list_(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType,
     if out.table:
         objs = decoded if decoded is not None else [storage.fix_version(storage.decode(kv), rt) for kv in kvs]
         return tables.table_response(rt, objs, req, out, list_meta=list_meta)
+    if out.partial:
+        objs = decoded if decoded is not None else [storage.decode(kv) for kv in kvs]
+        return Response(200, dump({"kind": "PartialObjectMetadataList",
+                                   "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
+                                   "items": [partial(o) for o in objs]}))
     head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.group_version,
                          "metadata": list_meta})[:-1]
     if decoded is not None:

@@ -26,7 +26,7 @@ from kubevisor.api.kinds import ResourceType
 from kubevisor.apiserver import errors, storage, tables
 from kubevisor.apiserver.context import Context
 from kubevisor.apiserver.http import Output, Request, StreamResponse
-from kubevisor.apiserver.resources import matcher, selectors_of
+from kubevisor.apiserver.resources import matcher, partial, selectors_of
 from kubevisor.apiserver.routing import RequestInfo
 from kubevisor.store import errors as store_errors
 from kubevisor.store.base import Event
@@ -97,6 +97,11 @@ class _Encoder:
                 headers=self.first)
             self.first = False
             return _line(kind, orjson.dumps(tbl))
+        if self.out.partial:
+            if obj is None:
+                assert raw is not None
+                obj = orjson.loads(raw)
+            return _line(kind, orjson.dumps(partial(obj)))
         if raw is None:
             assert obj is not None
             return _line(kind, orjson.dumps(storage.fix_version(obj, self.rt)))

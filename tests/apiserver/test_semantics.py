@@ -237,3 +237,17 @@ def test_version_priority() -> None:
     order = ["v1alpha1", "foo", "v2", "v1beta2", "v1", "v1beta1", "v2alpha3", "v10"]
     assert sorted(order, key=version_priority) == [
         "v10", "v2", "v1", "v1beta2", "v1beta1", "v2alpha3", "v1alpha1", "foo"]
+
+
+async def test_partial_object_metadata(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    await api.post(CM, json={**cm("a", labels={"k": "v"}), "data": {"x": "y"}})
+    accept = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
+    r = (await api.get(CM, headers={"Accept": accept})).json()
+    assert r["kind"] == "PartialObjectMetadataList"
+    assert r["items"][0] == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                             "metadata": r["items"][0]["metadata"]}
+    assert r["items"][0]["metadata"]["labels"] == {"k": "v"}
+    accept = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
+    r = (await api.get(f"{CM}/a", headers={"Accept": accept})).json()
+    assert r["kind"] == "PartialObjectMetadata" and "data" not in r
