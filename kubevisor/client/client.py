@@ -78,6 +78,14 @@ class Client:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
             transport=transport,
         )
+        # Watches get their own pool: httpcore scans every pooled connection on
+        # each request, and dozens of long-lived streams made that the hot spot.
+        self._watch_http = httpx.AsyncClient(
+            base_url=server, headers=headers, verify=verify, http2=False,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+            transport=transport,
+        )
         self.discovery = Discovery(self._get_json)
 
     @classmethod
@@ -89,6 +97,7 @@ class Client:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._watch_http.aclose()
 
     async def __aenter__(self) -> Client:
         return self
@@ -332,7 +341,7 @@ class Client:
                       server_timeout: int) -> AsyncIterator[WatchEvent]:
         timeout = httpx.Timeout(self._timeout, read=server_timeout + 30.0)
         try:
-            async with self._http.stream("GET", path, params=_compact(params),
+            async with self._watch_http.stream("GET", path, params=_compact(params),
                                          timeout=timeout) as resp:
                 if not resp.is_success:
                     await resp.aread()

@@ -29,7 +29,7 @@ import asyncio
 import copy
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kubevisor.client import (
@@ -77,6 +77,7 @@ class Node:
     owners: tuple[Owner, ...] = ()
     deleting: bool = False
     finalizers: tuple[str, ...] = ()
+    resource_version: str = field(default="", compare=False)
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> Node:
@@ -90,7 +91,8 @@ class Node:
                    namespace=md.get("namespace") or "", name=md.get("name") or "",
                    uid=md.get("uid") or "", owners=owners,
                    deleting=bool(md.get("deletionTimestamp")),
-                   finalizers=tuple(md.get("finalizers") or ()))
+                   finalizers=tuple(md.get("finalizers") or ()),
+                   resource_version=str(md.get("resourceVersion") or ""))
 
     @property
     def waiting_for_dependents(self) -> bool:
@@ -347,14 +349,12 @@ class GarbageCollector:
         node = self.graph.nodes.get(uid)
         if node is None:
             return None
-        try:
-            obj = await self.client.get(node.api_version, node.kind, node.name,
-                                        namespace=node.namespace or None)
-        except (NotFoundError, UnknownResourceError):
-            return None
-        live = Node.from_object({"apiVersion": node.api_version, "kind": node.kind, **obj})
-        if live.uid != uid:
-            return None
+        if not node.deleting and not self._owners_need_a_look(node):
+            return None  # every owner is known and solid: nothing to do, no API call
+        # The graph's view is acted on as is: deletes carry its resourceVersion
+        # as a precondition, edits re-read the object, so a stale view only
+        # costs a retry.
+        live = node
         if live.deleting:
             actions = plan_owner(live, self.graph.dependents(uid))
         else:
@@ -393,13 +393,18 @@ class GarbageCollector:
         if isinstance(action, Delete):
             log.info("garbage collector: deleting %s %s/%s (%s)", node.kind, node.namespace,
                      node.name, action.policy)
+            pre = {"uid": node.uid}
+            if node.resource_version:
+                pre["resourceVersion"] = node.resource_version
             try:
                 await self.client.delete(node.api_version, node.kind, node.name,
                                          namespace=node.namespace or None,
                                          propagation_policy=action.policy,
-                                         preconditions={"uid": node.uid})
-            except (NotFoundError, ConflictError):
-                pass  # gone, or replaced by a namesake
+                                         preconditions=pre)
+            except (NotFoundError, UnknownResourceError):
+                pass  # already gone
+            except ConflictError as exc:
+                raise TemporaryError(f"{node.kind} {node.name} changed meanwhile") from exc
         elif isinstance(action, RemoveOwnerRefs):
             await self._edit(node, lambda md: _drop_owner_refs(md, action.uids))
         elif isinstance(action, RemoveFinalizer):
