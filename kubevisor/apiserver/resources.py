@@ -11,7 +11,6 @@ into Status errors where they enter.
 from __future__ import annotations
 
 import base64
-import copy
 from typing import Any
 
 import orjson
@@ -41,6 +40,13 @@ _MAX_RETRIES = 16
 
 
 # --- helpers ----------------------------------------------------------------
+
+
+def clone(obj: JSON) -> JSON:
+    """A deep copy of JSON-shaped data (an orjson round trip: far cheaper
+    than copy.deepcopy)."""
+    result: JSON = orjson.loads(orjson.dumps(obj))
+    return result
 
 
 def is_dry_run(req: Request) -> bool:
@@ -361,10 +367,10 @@ async def update(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType
 
     def mutate(old: JSON | None) -> JSON:
         if old is None:
-            return copy.deepcopy(obj)
+            return clone(obj)
         if want_rv and want_rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.plural, info.name, rt.group)
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     result, created = await write_update(
         ctx, req, rt, key, mutate, status_only=status_only,
@@ -410,7 +416,7 @@ async def write_update(
                     continue
                 raise
         old = storage.fix_version(storage.decode(kv), rt)
-        new = mutate(copy.deepcopy(old))
+        new = mutate(storage.fix_version(storage.decode(kv), rt))  # a fresh copy
         new = objects.prepare_update(rt, new, old, status_only=status_only)
         if not status_only and subresource != "finalize":
             strategy.prepare_for_update(rt, new, old)
@@ -505,7 +511,7 @@ async def delete_object(
             changed = finalizers != old_finalizers or not meta.get("deletionTimestamp")
             if not changed:
                 return obj, False
-            updated = copy.deepcopy(obj)
+            updated = storage.fix_version(storage.decode(kv), rt)
             objects.mark_deleted(updated, now_rfc3339(), grace)
             if finalizers:
                 updated["metadata"]["finalizers"] = finalizers
