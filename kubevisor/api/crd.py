@@ -36,6 +36,14 @@ _COLUMN_TYPES = ["integer", "number", "string", "boolean", "date"]
 _TYPES = {"object", "array", "string", "integer", "number", "boolean"}
 
 
+def _dict(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _dns1035(value: str) -> list[str]:
     out = []
     if len(value) > 63:
@@ -67,9 +75,9 @@ def _names_errors(names: Any) -> list[FieldError]:
     if list_kind and list_kind == kind:
         errs.append(invalid("spec.names.listKind", list_kind, "kind and listKind may not be "
                             "the same"))
-    for i, short in enumerate(names.get("shortNames") or ()):
+    for i, short in enumerate(_list(names.get("shortNames"))):
         errs.extend(invalid(f"spec.names.shortNames[{i}]", short, m) for m in _dns1035(short))
-    for i, cat in enumerate(names.get("categories") or ()):
+    for i, cat in enumerate(_list(names.get("categories"))):
         errs.extend(invalid(f"spec.names.categories[{i}]", cat, m) for m in _dns1035(cat))
     return errs
 
@@ -138,7 +146,7 @@ def _version_errors(version: Any, path: str) -> list[FieldError]:
         errs.append(required(path + ".name"))
     else:
         errs.extend(invalid(path + ".name", name, m) for m in _dns1035(name))
-    schema = ((version.get("schema") or {}).get("openAPIV3Schema"))
+    schema = _dict(version.get("schema")).get("openAPIV3Schema")
     spath = path + ".schema.openAPIV3Schema"
     if schema is None:
         errs.append(required(spath, "schemas are required"))
@@ -165,7 +173,7 @@ def _version_errors(version: Any, path: str) -> list[FieldError]:
         elif not str(json_path).startswith("."):
             errs.append(invalid(f"{path}.selectableFields[{i}].jsonPath", json_path,
                                 "must be a simple json path starting with ."))
-    for i, col in enumerate(version.get("additionalPrinterColumns") or ()):
+    for i, col in enumerate(_list(version.get("additionalPrinterColumns"))):
         cpath = f"{path}.additionalPrinterColumns[{i}]"
         if not isinstance(col, dict):
             continue
@@ -177,8 +185,25 @@ def _version_errors(version: Any, path: str) -> list[FieldError]:
     return errs
 
 
+_CRD_SCHEMA = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition"
+
+
 def validate_crd(obj: JSON) -> list[FieldError]:
-    """kube-apiserver's rules for a CustomResourceDefinition object."""
+    """kube-apiserver's rules for a CustomResourceDefinition object. The
+    rules assume the CRD schema's shapes; an object of other shapes gets
+    its schema errors instead."""
+    try:
+        return _validate_crd(obj)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+        from kubevisor.api import schemas
+
+        errs = validate_schema(schemas.component(_CRD_SCHEMA), obj, builtin=True)
+        if not errs:
+            raise
+        return errs
+
+
+def _validate_crd(obj: JSON) -> list[FieldError]:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return [required("spec")]
@@ -195,13 +220,13 @@ def validate_crd(obj: JSON) -> list[FieldError]:
                             "and end with an alphanumeric character (e.g. 'example.com', regex "
                             "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]"
                             "([-a-z0-9]*[a-z0-9])?)*')"))
-    name = (obj.get("metadata") or {}).get("name")
+    name = _dict(obj.get("metadata")).get("name")
     if group and isinstance(names, dict) and names.get("plural") and \
             name != f"{names['plural']}.{group}":
         errs.append(invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
     if isinstance(group, str) and (group == "k8s.io" or group.endswith(".k8s.io") or
                                    group == "kubernetes.io" or group.endswith(".kubernetes.io")):
-        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        annotations = _dict(obj.get("metadata")).get("annotations") or {}
         if not annotations.get("api-approved.kubernetes.io"):
             errs.append(required("metadata.annotations[api-approved.kubernetes.io]",
                                  'protected groups must have approval annotation '
@@ -250,7 +275,7 @@ def _columns(version: JSON) -> tuple[PrinterColumn, ...]:
             priority=int(col.get("priority") or 0),
             json_path=col["jsonPath"],
         )
-        for col in version.get("additionalPrinterColumns") or ()
+        for col in _list(version.get("additionalPrinterColumns"))
         if isinstance(col, dict) and col.get("name") and col.get("jsonPath")
     )
 
@@ -276,8 +301,8 @@ def resource_types(crd: JSON) -> list[ResourceType]:
             plural=names["plural"],
             singular=names.get("singular") or names["kind"].lower(),
             namespaced=spec.get("scope") == "Namespaced",
-            short_names=tuple(names.get("shortNames") or ()),
-            categories=tuple(names.get("categories") or ()),
+            short_names=tuple(_list(names.get("shortNames"))),
+            categories=tuple(_list(names.get("categories"))),
             has_status="status" in sub,
             scale=ScaleSubresource(
                 spec_replicas_path=scale["specReplicasPath"],

@@ -21,11 +21,15 @@ Defaulter = Callable[[JSON], None]
 
 
 def _obj(parent: JSON, key: str) -> JSON:
+    """``parent[key]``, created if absent or null. A value of the wrong type is
+    left for validation to report; defaults then go to a detached dict."""
     value = parent.get(key)
-    if not isinstance(value, dict):
-        value = {}
-        parent[key] = value
-    return value
+    if isinstance(value, dict):
+        return value
+    if value is None:
+        value = parent[key] = {}
+        return value
+    return {}
 
 
 def _list(parent: JSON, key: str) -> list[Any]:

@@ -156,7 +156,8 @@ def validate_metadata(rt: ResourceType, obj: JSON) -> list[FieldError]:
             if isinstance(value, str):
                 errs.extend(invalid("metadata.labels", value, m) for m in label_value(value))
     errs.extend(_owner_references(meta.get("ownerReferences"), missing=rt.custom))
-    for i, finalizer in enumerate(meta.get("finalizers") or ()):
+    finalizers = meta.get("finalizers")
+    for i, finalizer in enumerate(finalizers if isinstance(finalizers, list) else ()):
         if isinstance(finalizer, str):
             errs.extend(invalid(f"metadata.finalizers[{i}]", finalizer, m)
                         for m in qualified_name(finalizer))

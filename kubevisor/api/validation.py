@@ -582,8 +582,25 @@ def validate(rt: ResourceType, obj: JSON) -> list[FieldError]:
         _check(_compiled(schema, builtin=True), {k: v for k, v in obj.items() if k != "status"},
                "", errs)
         _check(_compiled(status_schema, builtin=True, lax=True), obj["status"], "status", errs)
-    errs.extend(rules.validate_builtin(rt, obj))
+    errs.extend(_shape_dependent(errs, rules.validate_builtin, rt, obj))
     return errs
+
+
+_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+
+
+def _shape_dependent(errs: list[FieldError], rule: Callable[..., list[FieldError]],
+                     *args: Any) -> list[FieldError]:
+    """Run a hand-written rule that assumes the schema's shapes. If the object
+    already has schema errors, a rule tripping over a wrong shape adds
+    nothing (those errors say what is wrong); otherwise its failure is a bug
+    and propagates."""
+    try:
+        return rule(*args)
+    except _SHAPE_ERRORS:
+        if not errs:
+            raise
+        return []
 
 
 def validate_update(rt: ResourceType, old: JSON, new: JSON) -> list[FieldError]:
@@ -591,19 +608,24 @@ def validate_update(rt: ResourceType, old: JSON, new: JSON) -> list[FieldError]:
     selectors, pod spec, roleRef…), comparing with the stored ``old``."""
     from kubevisor.api import updates
 
-    return validate(rt, new) + updates.immutability_errors(rt, old, new)
+    errs = validate(rt, new)
+    return errs + _shape_dependent(errs, updates.immutability_errors, rt, old, new)
 
 
 def _validate_custom(rt: ResourceType, obj: JSON) -> list[FieldError]:
-    schema = schemas.schema_of(rt)
-    node = _compiled(schema, builtin=False)
+    """A custom resource: metadata as ObjectMeta (Go decoding upstream) plus
+    what the CRD's schema says of it (name/generateName only), the rest
+    against the CRD's schema."""
     errs: list[FieldError] = []
-    if node.props is None:
-        _check(node, obj, "", errs)
-        return errs
-    # metadata is checked by the metadata rules, not the CRD schema (as upstream).
-    body = {k: v for k, v in obj.items() if k != "metadata"}
-    _check(node, body, "", errs)
+    node = _compiled(schemas.schema_of(rt), builtin=False)
+    if "metadata" in obj:
+        meta = obj["metadata"]
+        _check(_compiled(schemas.component(schemas.OBJECT_META), builtin=True), meta,
+               "metadata", errs)
+        declared = node.props.get("metadata") if node.props is not None else None
+        if declared is not None and isinstance(meta, dict):
+            _check(declared, meta, "metadata", errs)
+    _check(node, {k: v for k, v in obj.items() if k != "metadata"}, "", errs)
     return errs
 
 
