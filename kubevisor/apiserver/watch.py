@@ -173,21 +173,23 @@ async def _stream(
         start = int(rv)
     last = start
     watcher = ctx.store.watch(prefix, after_revision=start)
-    queue: asyncio.Queue[list[Event] | BaseException] = asyncio.Queue()
+    # Bounded: a client that stops reading stops this pump, then the store's
+    # own per-watcher buffer fills and the store ends the watch (an ERROR
+    # event when the client reads again) instead of memory growing here.
+    queue: asyncio.Queue[list[Event] | BaseException] = asyncio.Queue(maxsize=64)
 
     async def pump() -> None:
         try:
             async for events in watcher:
-                queue.put_nowait(events)
-            queue.put_nowait(EOFError())
+                await queue.put(events)
+            await queue.put(EOFError())
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:  # handed to the consumer, which decides
-            queue.put_nowait(exc)
+            await queue.put(exc)
 
     pump_task = asyncio.create_task(pump())
     try:
-        if not initial:
-            # Surface a compacted start at once (the store raises on first read).
-            pass
         while True:
             wait = BOOKMARK_INTERVAL if bookmarks else None
             if deadline is not None:
