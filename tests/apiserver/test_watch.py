@@ -144,6 +144,7 @@ async def test_table_watch_rows(http: httpx.AsyncClient) -> None:
     assert got[1]["object"]["rows"][0]["cells"][0] == "b"
 
 
+@pytest.mark.slow
 async def test_python_client_watch_stream(served: Any) -> None:
     from kubernetes import client as k8s
     from kubernetes import watch as k8s_watch
