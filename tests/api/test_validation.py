@@ -248,10 +248,10 @@ def test_pod_validation_is_fast() -> None:
     rt.defaulter(pod)  # type: ignore[misc]
     validate(rt, pod)
     n = 300
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: parallel test runs share the cores
     for _ in range(n):
         validate(rt, pod)
-    per_call = (time.perf_counter() - start) / n
+    per_call = (time.process_time() - start) / n
     # About 20-45 µs on the reference 2-core machine; generous for parallel runs.
     assert per_call < 1e-3, f"{per_call * 1e6:.0f} µs per Pod"
 
