@@ -225,8 +225,9 @@ def _int_param(req: Request, name: str) -> int:
     return value
 
 
-def list_revision(req: Request) -> int:
-    """The store revision a list reads at (0: now), from resourceVersion and
+def list_revision(req: Request) -> tuple[int, int]:
+    """(the store revision a list reads at, 0: now; the least revision a
+    NotOlderThan read must reflect, 0: any), from resourceVersion and
     resourceVersionMatch."""
     rv = req.query.get("resourceVersion", "")
     match = req.query.get("resourceVersionMatch", "")
@@ -235,16 +236,18 @@ def list_revision(req: Request) -> int:
     if match and not rv:
         raise errors.bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
     if not rv:
-        return 0
+        return 0, 0
     try:
         value = int(rv)
     except ValueError as exc:
         raise errors.bad_request(f'invalid resource version "{rv}"') from exc
+    if value < 0:
+        raise errors.bad_request(f'invalid resource version "{rv}"')
     if match == "Exact":
         if value == 0:
             raise errors.bad_request("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"")
-        return value
-    return 0
+        return value, 0
+    return 0, value
 
 
 async def list_kvs(
@@ -261,7 +264,15 @@ async def list_kvs(
     limit = _int_param(req, "limit")
     prefix = storage.prefix(rt, namespace)
     token = req.query.get("continue", "")
-    revision = list_revision(req)
+    revision, at_least = list_revision(req)
+    if at_least:
+        current = await ctx.store.current_revision()
+        if at_least > current:
+            raise errors.ApiError(
+                504, "Timeout", f"Too large resource version: {at_least}, current: {current}",
+                {"causes": [{"reason": "ResourceVersionTooLarge",
+                             "message": "Too large resource version"}],
+                 "retryAfterSeconds": 1})
     start_key: str | None = None
     consumed = 0
     if token:

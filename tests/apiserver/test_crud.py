@@ -146,3 +146,18 @@ async def test_openapi_v2_is_an_empty_document(api: httpx.AsyncClient) -> None:
 async def test_bad_list_timeout_is_400(api: httpx.AsyncClient) -> None:
     r = await api.get("/api/v1/configmaps", params={"timeoutSeconds": "abc"})
     assert r.status_code == 400
+
+
+async def test_list_resource_version_semantics(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    first = (await api.post(CM, json=cm("a"))).json()["metadata"]["resourceVersion"]
+    await api.post(CM, json=cm("b"))
+    r = await api.get(CM, params={"resourceVersion": first, "resourceVersionMatch": "Exact"})
+    assert [i["metadata"]["name"] for i in r.json()["items"]] == ["a"]
+    assert r.json()["metadata"]["resourceVersion"] == first
+    r = await api.get(CM, params={"resourceVersion": first})
+    assert len(r.json()["items"]) == 2
+    r = await api.get(CM, params={"resourceVersion": "999999"})
+    assert r.status_code == 504 and r.json()["reason"] == "Timeout"
+    r = await api.get(CM, params={"resourceVersionMatch": "Exact"})
+    assert r.status_code == 400
