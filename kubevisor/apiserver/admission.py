@@ -54,13 +54,15 @@ def check_unknown_fields(rt: ResourceType, obj: JSON, req: Request) -> None:
 def _remove(obj: Any, path: str) -> None:
     steps = [m.group(1) if m.group(1) is not None else int(m.group(2))
              for m in _STEP.finditer(path)]
+    if not steps:
+        return  # a path this simple parser cannot follow (keys with "." or "[")
     cur = obj
     for step in steps[:-1]:
         try:
             cur = cur[step]
         except (KeyError, IndexError, TypeError):
             return
-    if isinstance(cur, dict):
+    if isinstance(cur, dict) and isinstance(steps[-1], str):
         cur.pop(steps[-1], None)
 
 
