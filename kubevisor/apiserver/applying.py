@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from kubevisor.api.kinds import ResourceType
 from kubevisor.api.meta import now_rfc3339
 from kubevisor.apiserver import admission, errors, managed, objects, resources
@@ -32,6 +34,10 @@ async def apply(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType,
     manager = managed.manager_name(req)
     force = req.flag("force")
     config = patchlib.decode_apply(req.body)
+    try:
+        orjson.dumps(config)
+    except TypeError as exc:  # YAML allows what JSON does not (lone surrogates, big ints)
+        raise errors.bad_request(f"error decoding YAML: {exc}") from exc
     schema, defs = managed.schema_args(rt)
     subresource = "status" if status_only else ""
 

@@ -124,10 +124,25 @@ def json_response(status: int, obj: Any, out: Output = JSON_OUT) -> Response:
     return Response(status, dump(obj, out), out.media)
 
 
+def _clean(value: Any) -> Any:
+    """``value`` with lone surrogates (not encodable as UTF-8) replaced."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
 def status_response(exc: errors.ApiError, out: Output = JSON_OUT) -> Response:
     media = out.media if out.media == YAML_TYPE else JSON_TYPE
-    return Response(exc.code, dump(exc.status(), out) if media == YAML_TYPE
-                    else orjson.dumps(exc.status()), media)
+    try:
+        body = dump(exc.status(), out) if media == YAML_TYPE else orjson.dumps(exc.status())
+    except (TypeError, UnicodeEncodeError, yaml.YAMLError):
+        body = orjson.dumps(_clean(exc.status()))
+        media = JSON_TYPE
+    return Response(exc.code, body, media)
 
 
 # --- input decoding -------------------------------------------------------
@@ -171,8 +186,10 @@ def decode_bytes(body: bytes, ctype: str) -> Any:
         except orjson.JSONDecodeError as exc:
             raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
     try:
-        return yaml.load(body, Loader=_JSONishLoader)
+        doc = yaml.load(body, Loader=_JSONishLoader)
+        orjson.dumps(doc)  # what YAML allows but JSON does not (lone surrogates, big ints)
+        return doc
     except yaml.YAMLError as exc:
         raise errors.bad_request(f"error converting YAML to JSON: {exc}") from exc
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise errors.bad_request(f"error converting YAML to JSON: {exc}") from exc
