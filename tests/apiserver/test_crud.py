@@ -161,3 +161,13 @@ async def test_list_resource_version_semantics(api: httpx.AsyncClient) -> None:
     assert r.status_code == 504 and r.json()["reason"] == "Timeout"
     r = await api.get(CM, params={"resourceVersionMatch": "Exact"})
     assert r.status_code == 400
+
+
+async def test_yaml_json_cannot_carry_is_400(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    body = b'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\ndata: {k: "\\uda66"}\n'
+    r = await api.post(CM, content=body, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 400 and r.json()["reason"] == "BadRequest"
+    r = await api.request("DELETE", CM, content=b'propagationPolicy: "\\uda66"',
+                          headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 400
