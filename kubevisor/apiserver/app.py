@@ -169,10 +169,10 @@ class App:
         await send({"type": "http.response.body", "body": resp.body})
 
     async def _stream(self, resp: StreamResponse, receive: Any, send: Any, req: Request) -> None:
+        # No content-length: the server sends the body chunked.
         headers = [(b"content-type", resp.content_type.encode()),
-                   (b"cache-control", b"no-cache, private"),
-                   (b"transfer-encoding", b"chunked"), *resp.headers, *_warning_headers(req)]
-        headers = [h for h in headers if h[0] != b"transfer-encoding"]
+                   (b"cache-control", b"no-cache, private"), *resp.headers,
+                   *_warning_headers(req)]
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
 
         async def pump() -> None:

@@ -155,6 +155,15 @@ def prepare_update(rt: ResourceType, new: JSON, old: JSON, *, status_only: bool 
             raise errors.invalid(rt.kind, ometa["name"], [errors.field_cause(
                 "metadata.uid", "FieldValueInvalid",
                 f'Invalid value: "{nmeta["uid"]}": field is immutable')], rt.group)
+        if ometa.get("deletionTimestamp"):
+            had = set(ometa.get("finalizers") or ())
+            added = [f for f in nmeta.get("finalizers") or () if f not in had]
+            if added:
+                shown = ", ".join(f'"{f}"' for f in added)
+                raise errors.invalid(rt.kind, ometa["name"], [errors.field_cause(
+                    "metadata.finalizers", "FieldValueForbidden",
+                    "Forbidden: no new finalizers can be added if the object is being deleted, "
+                    f"found new finalizers []string{{{shown}}}")], rt.group)
         for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                   "generation"):
             if k in ometa:

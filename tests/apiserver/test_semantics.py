@@ -31,6 +31,9 @@ async def test_finalizers_hold_deletion_until_removed(api: httpx.AsyncClient) ->
     assert r.status_code == 200
     obj = (await api.get(f"{CM}/a")).json()
     assert obj["metadata"]["deletionTimestamp"] and obj["metadata"]["deletionGracePeriodSeconds"] == 0
+    obj["metadata"]["finalizers"] = ["example.com/hold", "example.com/new"]
+    r = await api.put(f"{CM}/a", json=obj)
+    assert r.status_code == 422 and "no new finalizers" in r.json()["message"]
     obj["metadata"]["finalizers"] = []
     r = await api.put(f"{CM}/a", json=obj)
     assert r.status_code == 200
