@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 from kubevisor.api import schemas
@@ -55,17 +53,6 @@ def test_special_types() -> None:
     assert containers["x-kubernetes-patch-merge-key"] == "name"
     assert containers["x-kubernetes-list-map-keys"] == ["name"]
     assert containers["items"] == {"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"}
-
-
-def test_loads_fast_enough_for_server_start() -> None:
-    # CPU time, not wall time: parallel test runs share the cores.
-    code = ("import time; t=time.process_time(); from kubevisor.api import schemas; "
-            "schemas.component_schemas(); print(time.process_time()-t)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
-    seconds = float(out.stdout.strip())
-    # About 0.14 s on the reference machine; the budget is 0.5 s, doubled for parallel runs.
-    assert seconds < 1.0, seconds
 
 
 def test_unknown_schema() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 
 from kubevisor.apiserver.patch.managed import update_managed_fields
@@ -218,19 +217,6 @@ def test_deployment_create_like_kube(k8s: K8sSchemas) -> None:
     }
     assert "." not in fields["f:spec"]["f:template"]
     assert fields["f:spec"]["f:template"]["f:metadata"] == {"f:labels": {".": {}, "f:app": {}}}
-
-
-def test_create_is_fast(k8s: K8sSchemas) -> None:
-    p = pod()
-    umf(k8s, None, p, "warm")
-    best = float("inf")
-    for _ in range(20):  # best batch: robust to other processes sharing the CPU
-        start = time.perf_counter()
-        for _ in range(100):
-            umf(k8s, None, p, "kubectl-create")
-        best = min(best, (time.perf_counter() - start) / 100)
-    # ~50 µs on the reference 2-core machine when idle; generous bound for loaded runs
-    assert best < 400e-6, best
 
 
 def test_manager_name_from_user_agent() -> None:
