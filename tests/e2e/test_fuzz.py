@@ -343,11 +343,10 @@ def bodies(draw: st.DrawFn) -> bytes | None:
                 )
             ),
         }
-        extra = draw(
-            st.dictionaries(
-                st.sampled_from(["data", "spec", "status", "x"]), JSON_VALUES, max_size=2
-            )
+        keys = st.sampled_from(
+            ["data", "spec", "status", "x", "", "\u00e9", '"', "a.b", "[0]", "~1"]
         )
+        extra = draw(st.dictionaries(keys, JSON_VALUES, max_size=3))
         obj.update(extra)
         return json.dumps(obj).encode()
     if kind == 4:  # truncated JSON
@@ -638,12 +637,23 @@ def alias_bomb(levels: int = 9) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize("validation", ["Strict", "Warn", "Ignore"])
+ALIAS_BOMB_BUG = pytest.mark.xfail(
+    reason="server bug: with fieldValidation Warn/Ignore the Pod validation walks the "
+    "expanded alias tree (8 levels: ~2 s, 9: ~20 s, 10: minutes of CPU for a 1 KB body)"
+)
+
+
+@pytest.mark.parametrize(
+    "validation", ["Strict", pytest.param("Warn", marks=ALIAS_BOMB_BUG),
+                   pytest.param("Ignore", marks=ALIAS_BOMB_BUG)]
+)  # fmt: skip
 def test_yaml_alias_bomb_is_refused_quickly(own_target: KubevisorServer, validation: str) -> None:
-    """A billion-laughs document (kube-apiserver: 400 "excessive aliasing")
-    must neither wedge the server nor be expanded into a stored object."""
+    """A billion-laughs document (kube-apiserver: 400 "excessive aliasing",
+    in microseconds) must neither cost the server seconds of CPU nor be
+    expanded into a stored object. Eight levels: 9**8 = 43 million strings."""
     target = own_target
-    last = chr(ord("a") + 8)
+    levels = 8
+    last = chr(ord("a") + levels - 1)
     bomb = "\n".join(
         [
             "apiVersion: v1",
@@ -651,7 +661,7 @@ def test_yaml_alias_bomb_is_refused_quickly(own_target: KubevisorServer, validat
             "metadata:",
             "  name: bomb",
             "bombs:",
-            *("  " + line for line in alias_bomb()),
+            *("  " + line for line in alias_bomb(levels)),
             "spec:",
             "  containers:",
             "  - name: c",
@@ -668,9 +678,10 @@ def test_yaml_alias_bomb_is_refused_quickly(own_target: KubevisorServer, validat
         body=bomb,
         headers={"Content-Type": "application/yaml"},
     )
+    elapsed = time.monotonic() - started
     assert answer.status in {400, 413, 422}, (answer.status, answer.body[:300])
     check(answer, "POST", "yaml bomb")
-    assert time.monotonic() - started < 10
+    assert elapsed < 1.0, f"a 1 KB alias bomb took {elapsed:.1f} s"
     assert_ready(target)
 
     configmap = "\n".join(
@@ -679,7 +690,7 @@ def test_yaml_alias_bomb_is_refused_quickly(own_target: KubevisorServer, validat
             "kind: ConfigMap",
             "metadata:",
             "  name: bomb",
-            *alias_bomb(),
+            *alias_bomb(levels),
             f"data: *{last}",
         ]
     ).encode()
@@ -732,4 +743,60 @@ def test_slow_and_broken_connections_do_not_hurt(own_target: KubevisorServer) ->
             pass
     with socket.create_connection(("127.0.0.1", target.port), timeout=5) as raw:
         raw.sendall(b"\x16\x03\x01\x00")  # the start of a ClientHello, then silence
+    assert_ready(target)
+
+
+WEIRD_KEYS = ["", "\x1f", "a\r\nX-Injected: 1", "\u00e9t\u00e9", '"quoted"', "a.b", "[0]"]
+WARNING_HEADER_BUG = pytest.mark.xfail(
+    reason="server bug: the Warning header for an unknown field carries the raw control "
+    "characters of its name; uvicorn refuses the header and drops the connection (kube-apiserver "
+    'quotes the name Go-style: unknown field "\\x1f")'
+)
+
+
+@pytest.mark.parametrize(
+    ("validation", "key"),
+    [
+        pytest.param(
+            validation, key,
+            marks=[WARNING_HEADER_BUG] if validation == "Warn" and key.isascii()
+            and not key.isprintable() else [],
+        )
+        for validation in ("Strict", "Warn", "Ignore")
+        for key in WEIRD_KEYS
+    ],
+)  # fmt: skip
+def test_weird_field_names(target: KubevisorServer, key: str, validation: str) -> None:
+    """Unknown fields with odd names: 400 (Strict) or a warning (Warn) that
+    quotes the name safely, never a 5xx, a dropped connection or a header
+    injection."""
+    body = json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "weird"},
+            key: 1,
+            "data": {key or "k": "v"},
+        }
+    )
+    for method, path in (
+        ("POST", "/api/v1/namespaces/stable/configmaps"),
+        ("PUT", "/api/v1/namespaces/stable/configmaps/weird"),
+    ):
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", target.port, context=target.ssl_context(), timeout=20
+        )
+        try:
+            conn.request(method, f"{path}?fieldValidation={validation}&dryRun=All",
+                         body=body.encode(),
+                         headers={"Authorization": f"Bearer {target.token}",
+                                  "Content-Type": "application/json"})  # fmt: skip
+            response = conn.getresponse()
+            answer = Answer(response.status, response.getheader("Content-Type") or "",
+                            response.read())  # fmt: skip
+            assert response.getheader("X-Injected") is None
+        finally:
+            conn.close()
+        assert answer.status < 500, (method, answer.status, answer.body[:300])
+        check(answer, method, (method, key, validation))
     assert_ready(target)
