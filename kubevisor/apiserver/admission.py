@@ -43,12 +43,32 @@ def check_unknown_fields(rt: ResourceType, obj: JSON, req: Request) -> None:
         return
     if mode == "Strict":
         raise errors.bad_request(
-            "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
+            "strict decoding error: " + ", ".join(f"unknown field {go_quote(p)}" for p in unknown)
         )
     if mode == "Warn":
-        req.warnings.extend(f'unknown field "{p}"' for p in unknown)
+        req.warnings.extend(f"unknown field {go_quote(p)}" for p in unknown)
     for path in unknown:
         _remove(obj, path)
+
+
+_GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
+               "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def go_quote(text: str) -> str:
+    """``text`` quoted as Go's %q does (control characters escaped), as
+    kube-apiserver prints field names in its messages."""
+    out = []
+    for ch in text:
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        elif not ch.isprintable():
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _remove(obj: Any, path: str) -> None:

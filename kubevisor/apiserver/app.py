@@ -352,7 +352,10 @@ def _warning_headers(req: Request) -> list[tuple[bytes, bytes]]:
     out = []
     for text in req.warnings:
         escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-        out.append((b"warning", f'299 - "{escaped}"'.encode()))
+        value = f'299 - "{escaped}"'.encode("ascii", "backslashreplace")
+        # A header value may not carry control characters (CR/LF would split it).
+        value = bytes(b if b >= 0x20 and b != 0x7F else 0x3F for b in value)
+        out.append((b"warning", value))
     return out
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from kubevisor.api.kinds import ResourceType
 from kubevisor.api.meta import now_rfc3339
 from kubevisor.apiserver import admission, errors, managed, objects, resources
 from kubevisor.apiserver import patch as patchlib
 from kubevisor.apiserver.context import Context
-from kubevisor.apiserver.http import Output, Request, Response
+from kubevisor.apiserver.http import Output, Request, Response, decode_bytes
 from kubevisor.apiserver.routing import RequestInfo
 
 JSON = dict[str, Any]
@@ -33,11 +31,9 @@ async def apply(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType,
             "meta.k8s.io")
     manager = managed.manager_name(req)
     force = req.flag("force")
+    # Our YAML decoding first: it refuses alias bombs and what JSON cannot carry.
+    decode_bytes(req.body, "application/yaml")
     config = patchlib.decode_apply(req.body)
-    try:
-        orjson.dumps(config)
-    except TypeError as exc:  # YAML allows what JSON does not (lone surrogates, big ints)
-        raise errors.bad_request(f"error decoding YAML: {exc}") from exc
     schema, defs = managed.schema_args(rt)
     subresource = "status" if status_only else ""
 

@@ -161,8 +161,43 @@ def decode_body(req: Request, *, kinds: tuple[str, ...] = BODY_TYPES) -> Any:
     return decode_bytes(req.body, ctype)
 
 
+_MAX_YAML_NODES = 1_000_000
+
+
 class _JSONishLoader(yaml.SafeLoader):
-    """SafeLoader that keeps timestamps as strings, as Kubernetes' YAML-to-JSON does."""
+    """SafeLoader that keeps timestamps as strings, as Kubernetes' YAML-to-JSON
+    does, and refuses documents whose aliases expand past a million nodes
+    ("billion laughs"; kube-apiserver: "excessive aliasing")."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node) > _MAX_YAML_NODES:
+            raise yaml.YAMLError("excessive aliasing")
+        return self.construct_document(node)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes of the document once aliases are expanded (memoised per node, so
+    linear in the composed graph)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a cycle counts once (the constructor rejects it anyway)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        total = min(total, _MAX_YAML_NODES + 1)
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
 
 
 _JSONishLoader.yaml_implicit_resolvers = {

@@ -171,3 +171,25 @@ async def test_yaml_json_cannot_carry_is_400(api: httpx.AsyncClient) -> None:
     r = await api.request("DELETE", CM, content=b'propagationPolicy: "\\uda66"',
                           headers={"Content-Type": "application/yaml"})
     assert r.status_code == 400
+
+
+async def test_yaml_alias_bomb_is_400_at_once(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 9):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    body = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\nbomb:\n" + "\n".join(
+        "  " + line for line in lines)
+    r = await api.post(CM, content=body.encode(), headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 400 and "excessive aliasing" in r.json()["message"]
+
+
+async def test_unknown_field_names_are_quoted(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    r = await api.post(CM + "?fieldValidation=Warn", json={**cm("w"), "a\r\nX-Injected: 1": 1})
+    assert r.status_code == 201
+    assert "x-injected" not in r.headers
+    assert r.headers["warning"] == '299 - "unknown field \\"a\\\\r\\\\nX-Injected: 1\\""'
+    r = await api.post(CM + "?fieldValidation=Strict", json={**cm("s"), "\x1f": 1})
+    assert r.json()["message"] == 'strict decoding error: unknown field "\\x1f"'
