@@ -25,6 +25,7 @@ from kubevisor.apiserver import (
     crds,
     discovery,
     errors,
+    listing,
     namespaces,
     openapi,
     patching,
@@ -297,7 +298,7 @@ class App:
                 raise errors.path_not_found()
             if sub == "status" and rt.has_status:
                 if method == "GET":
-                    return await resources.get(ctx, req, info, rt, out)
+                    return await listing.get(ctx, req, info, rt, out)
                 if method == "PUT":
                     return await resources.update(ctx, req, info, rt, out, status_only=True)
                 if method == "PATCH":
@@ -321,14 +322,14 @@ class App:
             return await watch.serve(ctx, req, info, rt, out)
         if not info.name:
             if method == "GET" and "list" in verbs:
-                return await resources.list_(ctx, req, info, rt, out)
+                return await listing.list_(ctx, req, info, rt, out)
             if method == "POST" and "create" in verbs:
                 return await resources.create(ctx, req, info, rt, out)
             if method == "DELETE" and "deletecollection" in verbs:
                 return await resources.delete_collection(ctx, req, info, rt, out)
             raise errors.method_not_allowed()
         if method == "GET" and "get" in verbs:
-            return await resources.get(ctx, req, info, rt, out)
+            return await listing.get(ctx, req, info, rt, out)
         if method == "PUT" and "update" in verbs:
             return await resources.update(ctx, req, info, rt, out)
         if method == "PATCH" and "patch" in verbs:

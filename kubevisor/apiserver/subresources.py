@@ -14,7 +14,7 @@ from typing import Any
 
 from kubevisor.api import selectors
 from kubevisor.api.kinds import ResourceType
-from kubevisor.apiserver import errors, objects, patching, resources, storage
+from kubevisor.apiserver import errors, listing, objects, patching, resources, storage
 from kubevisor.apiserver.context import Context
 from kubevisor.apiserver.http import Output, Request, Response, decode_body
 from kubevisor.apiserver.routing import RequestInfo
@@ -80,7 +80,7 @@ async def scale(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType,
         raise errors.path_not_found()
     key = storage.key(rt, info.namespace, info.name)
     if req.method == "GET":
-        kv = await resources.get_kv(ctx, key)
+        kv = await listing.get_kv(ctx, key)
         if kv is None:
             raise errors.not_found(rt.plural, info.name, rt.group)
         return resources.object_response(200, to_scale(rt, storage.decode(kv)), out, req)

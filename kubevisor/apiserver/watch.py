@@ -26,7 +26,7 @@ from kubevisor.api.kinds import ResourceType
 from kubevisor.apiserver import errors, storage, tables
 from kubevisor.apiserver.context import Context
 from kubevisor.apiserver.http import Output, Request, StreamResponse
-from kubevisor.apiserver.resources import matcher, partial, selectors_of
+from kubevisor.apiserver.listing import matcher, partial, selectors_of
 from kubevisor.apiserver.routing import RequestInfo
 from kubevisor.store import errors as store_errors
 from kubevisor.store.base import Event
