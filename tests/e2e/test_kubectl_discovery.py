@@ -126,3 +126,16 @@ def test_explain_unknown_field_is_an_error(server: KubevisorServer) -> None:
     result = server.kubectl("explain", "pod.spec.nosuchfield", check=False)
     assert result.returncode != 0
     assert 'field "nosuchfield" does not exist' in result.stderr, result.stderr
+
+
+def test_explain_every_served_kind(server: KubevisorServer) -> None:
+    """Every resource discovery lists has an OpenAPI v3 schema kubectl can explain."""
+    out = server.kubectl("api-resources", "--no-headers", "-o", "wide").stdout
+    failures = []
+    for line in out.splitlines():
+        name = line.split()[0]
+        kind = next(cell for cell in line.split() if cell[0].isupper())
+        result = server.kubectl("explain", name, check=False)
+        if result.returncode != 0 or not re.search(rf"^KIND:\s+{kind}$", result.stdout, re.M):
+            failures.append((name, result.stderr.strip()[:200] or result.stdout[:200]))
+    assert not failures, failures
