@@ -147,7 +147,8 @@ class App:
             resp = await self._public(req)
             if resp is None:
                 req.user = self._authenticate(req)
-                if not req.path.startswith("/openapi/"):
+                if not req.path.startswith("/openapi/") and req.path.rstrip("/") not in (
+                        "/api", "/apis"):
                     out = negotiate(headers.get("accept", ""))
                 req.body = await self._read_body(receive, headers)
                 resp = await self._route(req, out)
@@ -263,6 +264,11 @@ class App:
             raise errors.method_not_allowed()
         body: bytes | None = None
         if info.kind == "api-root":
+            agg = discovery.wants_aggregated(req.headers.get("accept", ""))
+            if agg is not None:
+                return Response(200, discovery.aggregated(ctx, legacy=info.legacy, version=agg),
+                                discovery.aggregated_content_type(agg),
+                                headers=[(b"vary", b"Accept")])
             body = discovery.api_versions(ctx) if info.legacy else discovery.group_list(ctx)
         elif info.kind == "group":
             body = discovery.group(ctx, info.group)

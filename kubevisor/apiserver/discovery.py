@@ -116,3 +116,88 @@ def group(ctx: Context, name: str) -> bytes | None:
     if not versions or not name:
         return None
     return orjson.dumps({"kind": "APIGroup", "apiVersion": "v1", **_group(name, versions)})
+
+
+# --- aggregated discovery (apidiscovery.k8s.io/v2) --------------------------
+
+AGGREGATED_VERSIONS = ("v2", "v2beta1")
+
+
+def wants_aggregated(accept: str) -> str | None:
+    """The apidiscovery version the Accept header asks for first, if any
+    (kubectl v1.32 lists v2, then v2beta1, then plain JSON)."""
+    for entry in accept.split(","):
+        parts = [p.strip() for p in entry.split(";")]
+        if parts[0].lower() not in ("application/json", "*/*"):
+            continue
+        params = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        if not params:
+            return None
+        if (params.get("g") == "apidiscovery.k8s.io" and params.get("v") in AGGREGATED_VERSIONS
+                and params.get("as") == "APIGroupDiscoveryList"):
+            return params["v"]
+    return None
+
+
+def _kind(group: str, version: str, kind: str) -> JSON:
+    return {"group": group, "version": version, "kind": kind}
+
+
+def _discovery_resource(rt: ResourceType) -> JSON:
+    res: JSON = {
+        "resource": rt.plural,
+        "responseKind": _kind(rt.group, rt.version, rt.kind),
+        "scope": "Namespaced" if rt.namespaced else "Cluster",
+        "singularResource": rt.singular,
+        "verbs": list(rt.verbs),
+    }
+    if rt.short_names:
+        res["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        res["categories"] = list(rt.categories)
+    subs: list[JSON] = []
+    if rt.group == "" and rt.kind == "Namespace":
+        subs.append({"subresource": "finalize", "responseKind": _kind("", "v1", "Namespace"),
+                     "verbs": ["update"]})
+    if rt.scale is not None:
+        subs.append({"subresource": "scale",
+                     "responseKind": _kind("autoscaling", "v1", "Scale"),
+                     "verbs": list(_SUB_VERBS)})
+    if rt.has_status:
+        subs.append({"subresource": "status",
+                     "responseKind": _kind(rt.group, rt.version, rt.kind),
+                     "verbs": list(_SUB_VERBS)})
+    if subs:
+        res["subresources"] = subs
+    return res
+
+
+def aggregated(ctx: Context, *, legacy: bool, version: str) -> bytes:
+    """``/api`` (legacy) or ``/apis`` as an APIGroupDiscoveryList."""
+
+    def build() -> bytes:
+        by_group: dict[str, dict[str, list[JSON]]] = {}
+        for rt in ctx.registry:
+            if not rt.served or (rt.group == "") != legacy:
+                continue
+            versions = by_group.setdefault(rt.group, {})
+            versions.setdefault(rt.version, []).append(_discovery_resource(rt))
+        items = []
+        for group, versions in by_group.items():
+            meta: JSON = {"creationTimestamp": None}
+            if group:
+                meta["name"] = group
+            items.append({"metadata": meta, "versions": [
+                {"version": v, "resources": sorted(versions[v], key=lambda r: r["resource"]),
+                 "freshness": "Current"}
+                for v in sorted(versions, key=version_priority)]})
+        return orjson.dumps({"kind": "APIGroupDiscoveryList",
+                             "apiVersion": f"apidiscovery.k8s.io/{version}",
+                             "metadata": {}, "items": items})
+
+    body: bytes = ctx.cached(f"agg:{legacy}:{version}", build)
+    return body
+
+
+def aggregated_content_type(version: str) -> str:
+    return f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"

@@ -193,3 +193,24 @@ async def test_unknown_field_names_are_quoted(api: httpx.AsyncClient) -> None:
     assert r.headers["warning"] == '299 - "unknown field \\"a\\\\r\\\\nX-Injected: 1\\""'
     r = await api.post(CM + "?fieldValidation=Strict", json={**cm("s"), "\x1f": 1})
     assert r.json()["message"] == 'strict decoding error: unknown field "\\x1f"'
+
+
+async def test_aggregated_discovery(api: httpx.AsyncClient) -> None:
+    accept = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+              "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"
+              "application/json")
+    r = await api.get("/apis", headers={"Accept": accept})
+    assert r.headers["content-type"] == (
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+    doc = r.json()
+    assert doc["kind"] == "APIGroupDiscoveryList" and doc["apiVersion"] == "apidiscovery.k8s.io/v2"
+    apps = next(i for i in doc["items"] if i["metadata"].get("name") == "apps")
+    deploy = next(res for res in apps["versions"][0]["resources"]
+                  if res["resource"] == "deployments")
+    assert deploy["scope"] == "Namespaced" and deploy["responseKind"]["kind"] == "Deployment"
+    assert {s["subresource"] for s in deploy["subresources"]} == {"scale", "status"}
+    core = (await api.get("/api", headers={"Accept": accept})).json()
+    assert [v["version"] for v in core["items"][0]["versions"]] == ["v1"]
+    assert "name" not in core["items"][0]["metadata"]
+    legacy = await api.get("/apis", headers={"Accept": "application/json"})
+    assert legacy.json()["kind"] == "APIGroupList"
