@@ -137,10 +137,6 @@ def test_unknown_field_in_server_side_apply_and_patch(server: KubevisorServer, n
     assert status["message"] == 'strict decoding error: unknown field "extra"', status
 
 
-@pytest.mark.xfail(
-    reason="server: /openapi/v2 answers 406 to kubectl's protobuf Accept; kubectl falls back to "
-    "it for kinds missing from /openapi/v3 and fails with 'failed to download openapi'"
-)
 def test_unknown_kind_and_version(server: KubevisorServer, ns: str) -> None:
     bogus = json.dumps({"apiVersion": "v1", "kind": "Bogus", "metadata": {"name": "x"}})
     result = server.kubectl("apply", "-n", ns, "-f", "-", input=bogus, check=False)

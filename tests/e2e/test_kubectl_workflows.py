@@ -74,10 +74,6 @@ def test_get_all(server: KubevisorServer, ns: str) -> None:
     assert {item["kind"] for item in listed["items"]} == {"Pod", "Service"}
 
 
-@pytest.mark.xfail(
-    reason="server: kubectl validates kind List against /openapi/v2, which answers 406 to "
-    "its protobuf Accept ('the server was unable to respond with a content type...')"
-)
 def test_list_manifest(server: KubevisorServer, ns: str) -> None:
     items = [
         json.loads(manifests.pod("list-pod", namespace=ns)),
