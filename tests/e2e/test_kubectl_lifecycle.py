@@ -377,3 +377,20 @@ def test_namespace_delete_waits_until_gone(server: KubevisorServer) -> None:
     server.create_namespace(name)
     assert server.kubectl("get", "configmaps", "-n", name, "-o", "name").stdout.split() == []
     server.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.mark.xfail(
+    reason="server bug: deleting default/kube-system/kube-public is accepted (kube-apiserver's "
+    "NamespaceLifecycle admission answers 403 'this namespace may not be deleted')"
+)
+@pytest.mark.parametrize("name", ["default", "kube-system", "kube-public"])
+def test_system_namespaces_may_not_be_deleted(server: KubevisorServer, name: str) -> None:
+    result = server.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f'Error from server (Forbidden): namespaces "{name}" is forbidden: '
+        "this namespace may not be deleted"
+    ), result.stderr
+    obj = server.kubectl_json("get", "namespace", name)
+    assert "deletionTimestamp" not in obj["metadata"]
+    assert obj["status"]["phase"] == "Active"
