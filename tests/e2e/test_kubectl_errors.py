@@ -182,3 +182,78 @@ def test_unauthorized(server: KubevisorServer) -> None:
     assert response.status_code == 401
     body = response.json()
     assert body["kind"] == "Status" and body["reason"] == "Unauthorized" and body["code"] == 401
+
+
+def test_immutable_metadata(server: KubevisorServer, ns: str) -> None:
+    server.create_configmap("fixed", ns)
+    renamed = server.kubectl(
+        "patch", "cm", "fixed", "-n", ns, "--type=merge", "-p", '{"metadata":{"name":"x"}}',
+        check=False,
+    )  # fmt: skip
+    assert renamed.returncode == 1
+    assert (
+        "Error from server (BadRequest): the name of the object (x) does not match the name "
+        "on the URL (fixed)"
+    ) in renamed.stderr, renamed.stderr
+    new_uid = server.kubectl(
+        "patch", "cm", "fixed", "-n", ns, "--type=merge", "-p", '{"metadata":{"uid":"x"}}',
+        check=False,
+    )  # fmt: skip
+    assert new_uid.returncode == 1
+    assert (
+        'The ConfigMap "fixed" is invalid: metadata.uid: Invalid value: "x": field is immutable'
+    ) in new_uid.stderr, new_uid.stderr
+
+
+IMMUTABILITY_BUG = pytest.mark.xfail(
+    reason="server bug: kind-specific immutability rules are not enforced (kube-apiserver's "
+    "ValidateUpdate: Deployment spec.selector, Pod spec, immutable Secret/ConfigMap)"
+)
+
+
+@IMMUTABILITY_BUG
+def test_deployment_selector_is_immutable(server: KubevisorServer, ns: str) -> None:
+    server.apply_yaml(manifests.deployment("sel-fixed", namespace=ns))
+    patch = {"spec": {"selector": {"matchLabels": {"app": "other"}},
+                      "template": {"metadata": {"labels": {"app": "other"}}}}}  # fmt: skip
+    result = server.kubectl(
+        "patch", "deploy", "sel-fixed", "-n", ns, "--type=merge", "-p", json.dumps(patch),
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        'The Deployment "sel-fixed" is invalid: spec.selector: Invalid value: '
+    ), result.stderr
+    assert "field is immutable" in result.stderr
+
+
+@IMMUTABILITY_BUG
+def test_pod_spec_is_mostly_immutable(server: KubevisorServer, ns: str) -> None:
+    server.kubectl("create", "-f", "-", input=manifests.pod("frozen", namespace=ns))
+    image = server.kubectl(
+        "patch", "pod", "frozen", "-n", ns, "-p",
+        '{"spec":{"containers":[{"name":"main","image":"nginx:1.28"}]}}',
+    )  # fmt: skip
+    assert image.stdout.strip() == "pod/frozen patched"
+    result = server.kubectl(
+        "patch", "pod", "frozen", "-n", ns, "--type=merge",
+        "-p", '{"spec":{"restartPolicy":"Never"}}', check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert 'The Pod "frozen" is invalid: spec: Forbidden: pod updates may not change fields ' \
+        "other than `spec.containers[*].image`" in result.stderr, result.stderr
+
+
+@IMMUTABILITY_BUG
+def test_immutable_secret(server: KubevisorServer, ns: str) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sealed", "namespace": ns},
+              "immutable": True, "stringData": {"a": "b"}}  # fmt: skip
+    server.kubectl("create", "-f", "-", input=json.dumps(secret))
+    result = server.kubectl(
+        "patch", "secret", "sealed", "-n", ns, "--type=merge", "-p", '{"stringData":{"a":"c"}}',
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert (
+        'The Secret "sealed" is invalid: data: Forbidden: field is immutable when `immutable` is set'
+    ) in result.stderr, result.stderr
