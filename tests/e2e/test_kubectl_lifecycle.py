@@ -394,3 +394,22 @@ def test_system_namespaces_may_not_be_deleted(server: KubevisorServer, name: str
     obj = server.kubectl_json("get", "namespace", name)
     assert "deletionTimestamp" not in obj["metadata"]
     assert obj["status"]["phase"] == "Active"
+
+
+def test_graceful_pod_deletion(server: KubevisorServer, ns: str) -> None:
+    """A pod bound to a node waits for its kubelet (Terminating, 30 s grace);
+    an unbound pod goes at once; --force --grace-period=0 removes it."""
+    server.kubectl("create", "-f", "-", input=manifests.pod("loose", namespace=ns))
+    server.kubectl("delete", "pod", "loose", "-n", ns, "--timeout=30s")
+    assert not exists(server, "pod", "loose", "-n", ns)
+
+    bound = manifests.pod("bound", namespace=ns, extra_spec={"nodeName": "node-x"})
+    server.kubectl("create", "-f", "-", input=bound)
+    server.kubectl("delete", "pod", "bound", "-n", ns, "--wait=false")
+    meta = server.kubectl_json("get", "pod", "bound", "-n", ns)["metadata"]
+    assert meta["deletionTimestamp"] and meta["deletionGracePeriodSeconds"] == 30
+    out = server.kubectl("get", "pod", "bound", "-n", ns).stdout
+    assert "Terminating" in out, out
+    forced = server.kubectl("delete", "pod", "bound", "-n", ns, "--grace-period=0", "--force")
+    assert forced.stdout.strip() == 'pod "bound" force deleted'
+    assert not exists(server, "pod", "bound", "-n", ns)
