@@ -139,3 +139,13 @@ def test_explain_every_served_kind(server: KubevisorServer) -> None:
         if result.returncode != 0 or not re.search(rf"^KIND:\s+{kind}$", result.stdout, re.M):
             failures.append((name, result.stderr.strip()[:200] or result.stdout[:200]))
     assert not failures, failures
+
+
+def test_get_every_listable_resource_at_once(server: KubevisorServer) -> None:
+    names = server.kubectl("api-resources", "--verbs=list", "-o", "name").stdout.split()
+    assert len(names) >= 25, names
+    for args in ((), ("-o", "wide"), ("-o", "name")):
+        result = server.kubectl("get", ",".join(names), "-A", *args, check=False)
+        assert result.returncode == 0, (args, result.stderr)
+    out = server.kubectl("get", ",".join(names), "-A", "-o", "name").stdout.split()
+    assert {"namespace/default", "namespace/kube-system", "namespace/kube-public"} <= set(out)
