@@ -11,6 +11,7 @@ update before validation.
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable
 from typing import Any
@@ -242,6 +243,16 @@ def service(obj: JSON) -> None:
 
 def secret(obj: JSON) -> None:
     obj.setdefault("type", "Opaque")
+    # stringData is write-only: kube-apiserver folds it into data (base64,
+    # overriding data's keys) when it decodes the object, so it is never stored.
+    string_data = obj.get("stringData")
+    if isinstance(string_data, dict) and all(isinstance(v, str) for v in string_data.values()):
+        data = obj.get("data")
+        if not isinstance(data, dict):
+            data = obj["data"] = {}
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(value.encode()).decode()
+        del obj["stringData"]
 
 
 def namespace(obj: JSON) -> None:

@@ -86,11 +86,12 @@ def _remove(obj: Any, path: str) -> None:
         cur.pop(steps[-1], None)
 
 
-def default_and_validate(rt: ResourceType, obj: JSON) -> None:
-    """Fill server-side defaults, then validate; 422 Invalid on errors."""
+def default_and_validate(rt: ResourceType, obj: JSON, old: JSON | None = None) -> None:
+    """Fill server-side defaults, then validate (with ``old``, also what an
+    update may not change: immutable fields); 422 Invalid on errors."""
     if rt.defaulter is not None:
         rt.defaulter(obj)
-    errs = validation.validate(rt, obj)
+    errs = validation.validate(rt, obj) if old is None else validation.validate_update(rt, old, obj)
     if errs:
         raise invalid_error(rt, obj, errs)
 

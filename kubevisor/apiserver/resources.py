@@ -199,7 +199,7 @@ async def write_update(
         # spec.finalizers of a Namespace is defaulted on create only (its
         # defaulter would put "kubernetes" back after a finalize).
         ns_finalizers = _ns_finalizers(rt, new) if strategy.gk(rt) == strategy.NAMESPACE else None
-        admission.default_and_validate(rt, new)
+        admission.default_and_validate(rt, new, old)
         if ns_finalizers is not None:
             if ns_finalizers:
                 new.setdefault("spec", {})["finalizers"] = ns_finalizers
@@ -270,6 +270,8 @@ async def delete_object(
     dry = bool(opts.get("dryRun")) and "All" in (opts.get("dryRun") or [])
     if opts.get("dryRun") and not dry:
         raise errors.bad_request(f'Invalid dry run value "{opts["dryRun"]}". Supported: "All"')
+    if strategy.gk(rt) == strategy.NAMESPACE and name in strategy.IMMORTAL_NAMESPACES:
+        raise errors.forbidden(rt.plural, name, "this namespace may not be deleted", rt.group)
     for _ in range(_MAX_RETRIES):
         kv = await get_kv(ctx, key)
         if kv is None:

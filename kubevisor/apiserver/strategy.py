@@ -47,6 +47,8 @@ _GENERATION = frozenset({
 
 CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
 NAMESPACE = ("", "Namespace")
+# Namespaces kube-apiserver's NamespaceLifecycle admission never lets go of.
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 
 
 def gk(rt: ResourceType) -> tuple[str, str]:

@@ -136,3 +136,12 @@ def test_crd_schema_defaults() -> None:
     before = copy.deepcopy(empty)
     v1.defaulter(empty)
     assert empty == before
+
+
+def test_secret_string_data_is_folded_into_data() -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+              "data": {"a": "b2xk", "keep": "eA=="}, "stringData": {"a": "new", "b": "é"}}  # fmt: skip
+    defaults.secret(secret)
+    assert "stringData" not in secret
+    assert secret["data"] == {"a": "bmV3", "keep": "eA==", "b": "w6k="}
+    assert secret["type"] == "Opaque"

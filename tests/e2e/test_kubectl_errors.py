@@ -205,13 +205,6 @@ def test_immutable_metadata(server: KubevisorServer, ns: str) -> None:
     ) in new_uid.stderr, new_uid.stderr
 
 
-IMMUTABILITY_BUG = pytest.mark.xfail(
-    reason="server bug: kind-specific immutability rules are not enforced (kube-apiserver's "
-    "ValidateUpdate: Deployment spec.selector, Pod spec, immutable Secret/ConfigMap)"
-)
-
-
-@IMMUTABILITY_BUG
 def test_deployment_selector_is_immutable(server: KubevisorServer, ns: str) -> None:
     server.apply_yaml(manifests.deployment("sel-fixed", namespace=ns))
     patch = {"spec": {"selector": {"matchLabels": {"app": "other"}},
@@ -227,7 +220,6 @@ def test_deployment_selector_is_immutable(server: KubevisorServer, ns: str) -> N
     assert "field is immutable" in result.stderr
 
 
-@IMMUTABILITY_BUG
 def test_pod_spec_is_mostly_immutable(server: KubevisorServer, ns: str) -> None:
     server.kubectl("create", "-f", "-", input=manifests.pod("frozen", namespace=ns))
     image = server.kubectl(
@@ -244,7 +236,6 @@ def test_pod_spec_is_mostly_immutable(server: KubevisorServer, ns: str) -> None:
         "other than `spec.containers[*].image`" in result.stderr, result.stderr
 
 
-@IMMUTABILITY_BUG
 def test_immutable_secret(server: KubevisorServer, ns: str) -> None:
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sealed", "namespace": ns},
               "immutable": True, "stringData": {"a": "b"}}  # fmt: skip

@@ -380,10 +380,6 @@ def test_namespace_delete_waits_until_gone(server: KubevisorServer) -> None:
     server.kubectl("delete", "namespace", name, "--wait=false")
 
 
-@pytest.mark.xfail(
-    reason="server bug: deleting default/kube-system/kube-public is accepted (kube-apiserver's "
-    "NamespaceLifecycle admission answers 403 'this namespace may not be deleted')"
-)
 @pytest.mark.parametrize("name", ["default", "kube-system", "kube-public"])
 def test_system_namespaces_may_not_be_deleted(tmp_path: Path, name: str) -> None:
     # a server of its own: a wrongly accepted deletion must not hurt the other tests
