@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from pathlib import Path
 from typing import Any
 
+import orjson
 import uvicorn
 
 from kubevisor.apiserver.config import ServerConfig
@@ -142,7 +143,25 @@ def _http_protocol() -> type[asyncio.Protocol]:
             loop = asyncio.get_running_loop()
             super().connection_made(_CoalescingTransport(transport, loop))
 
+        def send_400_response(self, msg: str) -> None:
+            """A request the HTTP parser cannot read (garbage, or a method
+            token httptools does not know) still gets a ``kind: Status``."""
+            self.transport.write(_bad_request_bytes(msg))
+            self.transport.close()
+
     return Protocol
+
+
+def _bad_request_bytes(msg: str) -> bytes:
+    body = orjson.dumps({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": msg, "reason": "BadRequest", "code": 400,
+    })
+    head = (
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 def uvicorn_config(app: ASGIApp, credentials: Credentials) -> uvicorn.Config:
