@@ -35,6 +35,12 @@ database in pages, up to the revision last fanned out; once caught up it
 attaches to the in-memory fan-out synchronously, so it sees no gap and no
 duplicate. Each live watcher has a bounded buffer; a consumer that lets it
 overflow is ended with :class:`~kubevisor.store.errors.WatcherOverflowError`.
+
+Current values: ``get`` at the current revision answers from a bounded cache
+of recently read or written keys (:class:`_ValueCache`), kept coherent by the
+store's own writes as they are fanned out, so read-modify-write callers (the
+apiserver's patch, update and delete) skip the SQLite read. The database has
+one writer process (the flock), so no write can bypass the cache.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ _MAX_BATCH = 2000
 _COMPACT_STEP = 10_000
 # How many events one __anext__ of a live watcher returns at most.
 _MAX_EVENTS_PER_BATCH = 1000
+# How many bytes of values the current-value cache holds at most.
+_CACHE_BYTES = 64 * 1024 * 1024
 
 
 def _connect_reader(path: Path) -> sqlite3.Connection:
@@ -113,6 +121,10 @@ class SqliteStore:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._hub = _Hub()
+        self._cache = _ValueCache(_CACHE_BYTES)
+        # The revision of the newest transaction the writer may have
+        # committed (set before its COMMIT): a database read sees no newer one.
+        self._committing = 0
         self._closed = False
         self._lock: BinaryIO | None = None  # flock'ed: one process per database
 
@@ -157,6 +169,7 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        self._cache.clear()
         self._hub.close_all()
         if self._writer is not None:
             self._queue.put(None)
@@ -213,7 +226,13 @@ class SqliteStore:
 
     async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
         if revision == 0:
-            return self._read_inline(lambda c: get_now(c, key))
+            self._check_open()
+            cached = self._cache.get(key)
+            if cached is not None:
+                return cached
+            kv = self._read_inline(lambda c: get_now(c, key))
+            self._cache.read(kv, key, self._committing)
+            return kv
         return self._read_inline(lambda c: snapshot(c, lambda: get_at(c, key, revision)))
 
     async def range(
@@ -345,6 +364,7 @@ class SqliteStore:
                 conn.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (meta.revision,))
             if meta.compacted != start_compacted:
                 conn.execute("UPDATE meta SET value = ? WHERE name = 'compacted'", (meta.compacted,))
+            self._committing = meta.revision
             conn.execute("COMMIT")
         except Exception as exc:  # the writer thread must survive anything
             with contextlib.suppress(sqlite3.Error):
@@ -365,6 +385,7 @@ class SqliteStore:
     ) -> None:
         # Publish before waking the writers' tasks: once a caller sees its
         # revision acknowledged, a watch it opens starts from there.
+        self._cache.apply(events)
         self._hub.publish(events, revision)
         _settle(settled)
 
@@ -382,6 +403,68 @@ def _settle(settled: Iterable[tuple[asyncio.Future[Any], object]]) -> None:
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
+class _ValueCache:
+    """Current values by key, on the event loop's thread, at most ``limit``
+    bytes (the oldest entries go first).
+
+    Filled by reads and by committed writes as they are delivered, in commit
+    order. A database read can see a transaction whose events are not
+    delivered yet, so reads never go backwards: an entry only moves to a newer
+    mod revision, and a write's event adds a key that is not cached only when
+    no read since could have seen a newer state of it (its revision is above
+    every revision a read may have seen, ``horizon``).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.horizon = 0
+        self.entries: dict[str, KeyValue] = {}
+
+    def get(self, key: str) -> KeyValue | None:
+        return self.entries.get(key)
+
+    def read(self, kv: KeyValue | None, key: str, committing: int) -> None:
+        """Note a database read of ``key`` (``kv``; None: absent) made while
+        transactions up to ``committing`` may have been committed."""
+        self.horizon = max(self.horizon, committing)
+        if kv is not None:
+            self._put(kv)
+
+    def apply(self, events: list[Event]) -> None:
+        entries = self.entries
+        for event in events:
+            kv = event.kv
+            cached = entries.get(kv.key)
+            if cached is not None:
+                if cached.mod_revision >= kv.mod_revision:
+                    continue
+                del entries[kv.key]
+                self.size -= len(cached.value)
+            if event.type == "PUT" and (cached is not None or kv.mod_revision > self.horizon):
+                self._put(kv)
+
+    def _put(self, kv: KeyValue) -> None:
+        entries = self.entries
+        old = entries.pop(kv.key, None)
+        if old is not None:
+            if old.mod_revision > kv.mod_revision:
+                entries[kv.key] = old
+                return
+            self.size -= len(old.value)
+        if len(kv.value) > self.limit:
+            return
+        entries[kv.key] = kv
+        self.size += len(kv.value)
+        while self.size > self.limit:
+            first = next(iter(entries))
+            self.size -= len(entries.pop(first).value)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.size = 0
 
 
 # -- watch ----------------------------------------------------------------------
