@@ -11,7 +11,6 @@ accepted. Called by the apiserver (CRD create/update/delete and start-up).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kubevisor.api.fielderrors import (
@@ -23,14 +22,9 @@ from kubevisor.api.fielderrors import (
     required,
 )
 from kubevisor.api.kinds import JSON, PrinterColumn, ResourceType, ScaleSubresource
+from kubevisor.api.meta import dns1035_label_errors, dns1123_subdomain_errors
 from kubevisor.api.validation import validate_schema
 
-_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
-                "start with an alphabetic character, and end with an alphanumeric character "
-                "(e.g. 'my-name',  or 'abc-123', regex used for validation is "
-                "'[a-z]([-a-z0-9]*[a-z0-9])?')")
 _SCOPES = ["Cluster", "Namespaced"]
 _COLUMN_TYPES = ["integer", "number", "string", "boolean", "date"]
 _TYPES = {"object", "array", "string", "integer", "number", "boolean"}
@@ -44,15 +38,6 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _dns1035(value: str) -> list[str]:
-    out = []
-    if len(value) > 63:
-        out.append("must be no more than 63 characters")
-    if not _DNS1035.match(value):
-        out.append(_DNS1035_MSG)
-    return out
-
-
 def _names_errors(names: Any) -> list[FieldError]:
     if not isinstance(names, dict):
         return [required("spec.names.plural"), required("spec.names.kind")]
@@ -61,14 +46,14 @@ def _names_errors(names: Any) -> list[FieldError]:
     if not plural:
         errs.append(required("spec.names.plural"))
     else:
-        errs.extend(invalid("spec.names.plural", plural, m) for m in _dns1035(plural))
+        errs.extend(invalid("spec.names.plural", plural, m) for m in dns1035_label_errors(plural))
     singular = names.get("singular")
     if singular:
-        errs.extend(invalid("spec.names.singular", singular, m) for m in _dns1035(singular))
+        errs.extend(invalid("spec.names.singular", singular, m) for m in dns1035_label_errors(singular))
     kind = names.get("kind")
     if not kind:
         errs.append(required("spec.names.kind"))
-    elif _dns1035(kind.lower()):
+    elif dns1035_label_errors(kind.lower()):
         errs.append(invalid("spec.names.kind", kind, "may have mixed case, but should "
                             "otherwise match: [a-z]([-a-z0-9]*[a-z0-9])?"))
     list_kind = names.get("listKind")
@@ -76,9 +61,9 @@ def _names_errors(names: Any) -> list[FieldError]:
         errs.append(invalid("spec.names.listKind", list_kind, "kind and listKind may not be "
                             "the same"))
     for i, short in enumerate(_list(names.get("shortNames"))):
-        errs.extend(invalid(f"spec.names.shortNames[{i}]", short, m) for m in _dns1035(short))
+        errs.extend(invalid(f"spec.names.shortNames[{i}]", short, m) for m in dns1035_label_errors(short))
     for i, cat in enumerate(_list(names.get("categories"))):
-        errs.extend(invalid(f"spec.names.categories[{i}]", cat, m) for m in _dns1035(cat))
+        errs.extend(invalid(f"spec.names.categories[{i}]", cat, m) for m in dns1035_label_errors(cat))
     return errs
 
 
@@ -145,7 +130,7 @@ def _version_errors(version: Any, path: str) -> list[FieldError]:
     if not name:
         errs.append(required(path + ".name"))
     else:
-        errs.extend(invalid(path + ".name", name, m) for m in _dns1035(name))
+        errs.extend(invalid(path + ".name", name, m) for m in dns1035_label_errors(name))
     schema = _dict(version.get("schema")).get("openAPIV3Schema")
     spath = path + ".schema.openAPIV3Schema"
     if schema is None:
@@ -214,12 +199,8 @@ def _validate_crd(obj: JSON) -> list[FieldError]:
         errs.append(required("spec.group"))
     elif "." not in group:
         errs.append(invalid("spec.group", group, "should be a domain with at least one dot"))
-    elif not _SUBDOMAIN.match(group):
-        errs.append(invalid("spec.group", group, "a lowercase RFC 1123 subdomain must consist "
-                            "of lower case alphanumeric characters, '-' or '.', and must start "
-                            "and end with an alphanumeric character (e.g. 'example.com', regex "
-                            "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]"
-                            "([-a-z0-9]*[a-z0-9])?)*')"))
+    else:
+        errs.extend(invalid("spec.group", group, m) for m in dns1123_subdomain_errors(group))
     name = _dict(obj.get("metadata")).get("name")
     if group and isinstance(names, dict) and names.get("plural") and \
             name != f"{names['plural']}.{group}":

@@ -24,72 +24,18 @@ from kubevisor.api.fielderrors import (
     required,
 )
 from kubevisor.api.kinds import JSON, ResourceType
+from kubevisor.api.meta import dns1035_label_errors as dns1035_label
+from kubevisor.api.meta import dns1123_label_errors as dns1123_label
+from kubevisor.api.meta import dns1123_subdomain_errors as dns1123_subdomain
+from kubevisor.api.meta import label_value_errors as label_value
+from kubevisor.api.meta import qualified_name_errors as qualified_name
 from kubevisor.api.quantity import QuantityError, parse_quantity
 
-_LABEL_FMT = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SUBDOMAIN_FMT = _LABEL_FMT + r"(\." + _LABEL_FMT + r")*"
-_DNS1035_FMT = r"[a-z]([-a-z0-9]*[a-z0-9])?"
-_QNAME_FMT = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_VALUE_FMT = r"(" + _QNAME_FMT + r")?"
 _CONFIG_KEY_FMT = r"[-._a-zA-Z0-9]+"
-
-_LABEL = re.compile(f"^{_LABEL_FMT}$")
-_SUBDOMAIN = re.compile(f"^{_SUBDOMAIN_FMT}$")
-_DNS1035 = re.compile(f"^{_DNS1035_FMT}$")
-_QNAME = re.compile(f"^{_QNAME_FMT}$")
-_LABEL_VALUE = re.compile(f"^{_LABEL_VALUE_FMT}$")
 _CONFIG_KEY = re.compile(f"^{_CONFIG_KEY_FMT}$")
-
-_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                  "characters, '-' or '.', and must start and end with an alphanumeric character "
-                  "(e.g. 'example.com', regex used for validation is '" + _SUBDOMAIN_FMT + "')")
-_LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
-              "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
-              "'123-abc', regex used for validation is '" + _LABEL_FMT + "')")
-_DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
-                "start with an alphabetic character, and end with an alphanumeric character "
-                "(e.g. 'my-name',  or 'abc-123', regex used for validation is '"
-                + _DNS1035_FMT + "')")
-_QNAME_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must "
-              "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
-              "'123-abc', regex used for validation is '" + _QNAME_FMT + "')")
-_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, "
-                    "'-', '_' or '.', and must start and end with an alphanumeric character "
-                    "(e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '"
-                    + _LABEL_VALUE_FMT + "')")
 _CONFIG_KEY_MSG = ("a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
                    "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation "
                    "is '" + _CONFIG_KEY_FMT + "')")
-
-
-def dns1123_subdomain(value: str) -> list[str]:
-    """Problems of a DNS-1123 subdomain (most object names); empty if valid."""
-    out = []
-    if len(value) > 253:
-        out.append("must be no more than 253 characters")
-    if not _SUBDOMAIN.match(value):
-        out.append(_SUBDOMAIN_MSG)
-    return out
-
-
-def dns1123_label(value: str) -> list[str]:
-    """Problems of a DNS-1123 label (namespace, container names)."""
-    out = []
-    if len(value) > 63:
-        out.append("must be no more than 63 characters")
-    if not _LABEL.match(value):
-        out.append(_LABEL_MSG)
-    return out
-
-
-def dns1035_label(value: str) -> list[str]:
-    """Problems of a DNS-1035 label (Service names)."""
-    out = []
-    if len(value) > 63:
-        out.append("must be no more than 63 characters")
-    if not _DNS1035.match(value):
-        out.append(_DNS1035_MSG)
-    return out
 
 
 def path_segment_name(value: str) -> list[str]:
@@ -99,33 +45,6 @@ def path_segment_name(value: str) -> list[str]:
     return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
 
 
-def qualified_name(value: str) -> list[str]:
-    """Problems of a label/annotation key (``prefix/name``)."""
-    out: list[str] = []
-    prefix, slash, name = value.rpartition("/")
-    if slash and not prefix:
-        out.append("prefix part must be non-empty")
-    elif prefix:
-        out.extend("prefix part " + m for m in dns1123_subdomain(prefix))
-    if not name:
-        out.append("name part must be non-empty")
-    elif len(name) > 63:
-        out.append("name part must be no more than 63 characters")
-    if name and not _QNAME.match(name):
-        out.append(_QNAME_MSG)
-    return out
-
-
-def label_value(value: str) -> list[str]:
-    out = []
-    if len(value) > 63:
-        out.append("must be no more than 63 characters")
-    if not _LABEL_VALUE.match(value):
-        out.append(_LABEL_VALUE_MSG)
-    return out
-
-
-# Name rules per kind (default: DNS-1123 subdomain), as kube-apiserver.
 _NAME_RULES: dict[tuple[str, str], Callable[[str], list[str]]] = {
     ("", "Namespace"): dns1123_label,
     ("", "Service"): dns1035_label,
