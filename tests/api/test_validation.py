@@ -331,3 +331,14 @@ def test_more_builtin_rules() -> None:
     assert _messages(validate(_rt("", "Service"), svc)) == [
         'spec.sessionAffinity: Unsupported value: "Sticky": supported values: "ClientIP", '
         '"None"']
+
+
+@pytest.mark.parametrize("kind", ["ConfigMap", "Namespace", "Service"])
+def test_names_with_a_trailing_newline_are_invalid(kind: str) -> None:
+    obj = {"apiVersion": "v1", "kind": kind, "metadata": {"name": "web\n"}}
+    if kind != "Namespace":
+        obj["metadata"]["namespace"] = "default"
+    if kind == "Service":
+        obj["spec"] = {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}
+    fields = [e.field for e in validate(_rt("", kind), obj)]
+    assert "metadata.name" in fields
