@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from kubevisor.apiserver.patch import fieldpath as fp
@@ -70,8 +71,10 @@ class Entry:
         return self.operation == "Apply"
 
 
+@lru_cache(maxsize=4096)
 def manager_key(manager: str, operation: str, api_version: str, subresource: str) -> str:
-    """kube-apiserver's manager identity (apiVersion only counts for Update)."""
+    """kube-apiserver's manager identity (apiVersion only counts for Update).
+    Memoized: every write computes a few, from a handful of distinct values."""
     out: dict[str, str] = {"manager": manager, "operation": operation}
     if operation != "Apply" and api_version:
         out["apiVersion"] = api_version
@@ -115,6 +118,12 @@ def manager_or_user_agent(field_manager: str | None, user_agent: str | None) -> 
     printable characters only, at most 128 bytes, as kube-apiserver does."""
     if field_manager:
         return field_manager
+    return _user_agent_manager(user_agent)
+
+
+@lru_cache(maxsize=1024)
+def _user_agent_manager(user_agent: str | None) -> str:
+    """The manager name of a User-Agent (memoized: clients send a few)."""
     head = (user_agent or "").split("/", 1)[0]
     out: list[str] = []
     size = 0
