@@ -7,8 +7,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_STAMP := .cache/debian-packages.stamp
-# Debian packages the server and the tests need (more come with later issues).
-DEB_PACKAGES := etcd-server etcd-client openssl ca-certificates
+# Debian packages the server, the node agent and the tests need.
+#   etcd-server etcd-client     the etcd store backend (and its tests)
+#   runc crun conmon            OCI runtimes and the per-container monitor
+#   umoci skopeo docker-registry  building, copying and serving test images
+#   iproute2 nftables iptables  pod networking and the service proxy
+#   busybox-static              the test images' userland
+DEB_PACKAGES := etcd-server etcd-client openssl ca-certificates \
+	runc crun conmon umoci skopeo docker-registry \
+	iproute2 nftables iptables busybox-static
 PYTEST_ARGS ?=
 
 .PHONY: run test deps venv lint clean bench
