@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from kubevisor.apiserver import (
+    binding,
     crds,
     discovery,
     errors,
@@ -288,6 +289,8 @@ class App:
     async def _resource(self, req: Request, info: RequestInfo, out: Output) -> Response | StreamResponse:
         ctx = self.ctx
         rt = ctx.resource(info.group, info.version, info.resource)
+        if rt is None and info.legacy and info.resource == "bindings" and info.namespace and not info.name:
+            return await binding.bind_collection(ctx, req, info, out)
         if rt is None or not rt.served or (info.legacy and info.group):
             raise errors.path_not_found()
         if not rt.namespaced:
@@ -314,6 +317,8 @@ class App:
                 return await subresources.scale(ctx, req, info, rt, out)
             if sub == "finalize" and rt.group == "" and rt.kind == "Namespace":
                 return await subresources.finalize(ctx, req, info, rt, out)
+            if sub == "binding" and rt.group == "" and rt.kind == "Pod":
+                return await binding.bind_subresource(ctx, req, info, rt, out)
             raise errors.path_not_found()
         if info.watch or (method == "GET" and req.flag("watch")):
             if method != "GET" or "watch" not in verbs:
