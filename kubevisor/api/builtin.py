@@ -119,6 +119,11 @@ def builtin_types() -> list[ResourceType]:
             selectable_fields=("status.replicas",)),
         _rt(apps, "v1", "StatefulSet", "statefulsets", schema_name=_APPS + "StatefulSet",
             short_names=("sts",), categories=("all",), scale=_BUILTIN_SCALE),
+        _rt(apps, "v1", "ControllerRevision", "controllerrevisions",
+            schema_name=_APPS + "ControllerRevision", has_status=False),
+        # batch/v1
+        _rt("batch", "v1", "Job", "jobs", schema_name="io.k8s.api.batch.v1.Job",
+            categories=("all",)),
         # coordination.k8s.io/v1
         _rt("coordination.k8s.io", "v1", "Lease", "leases",
             schema_name="io.k8s.api.coordination.v1.Lease", has_status=False),

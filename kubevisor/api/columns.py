@@ -626,6 +626,72 @@ _STORAGECLASS = (
 
 _CRD = (NAME, _CREATED_AT)
 
+
+def _has_condition(obj: JSON, type_: str) -> bool:
+    return any(isinstance(c, dict) and c.get("type") == type_ and c.get("status") == "True"
+               for c in _status(obj).get("conditions") or ())
+
+
+def _job_status(job: JSON) -> str:
+    if _has_condition(job, "Complete"):
+        return "Complete"
+    if _has_condition(job, "Failed"):
+        return "Failed"
+    if _meta(job).get("deletionTimestamp"):
+        return "Terminating"
+    for kind in ("Suspended", "FailureTarget", "SuccessCriteriaMet"):
+        if _has_condition(job, kind):
+            return kind
+    return "Running"
+
+
+def _job_completions(job: JSON) -> str:
+    succeeded = _int(_status(job).get("succeeded"))
+    completions = _spec(job).get("completions")
+    if completions is not None:
+        return f"{succeeded}/{_int(completions)}"
+    parallelism = _int(_spec(job).get("parallelism"))
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def _job_duration(job: JSON) -> str:
+    start = parse_time(_status(job).get("startTime"))
+    if start is None:
+        return ""
+    end = parse_time(_status(job).get("completionTime"))
+    if end is None:
+        return since(_status(job).get("startTime"))
+    return human_duration((end - start).total_seconds())
+
+
+_JOB = (
+    NAME,
+    _col("Status", _job_status, description="Status of the job."),
+    _col("Completions", _job_completions, description="The desired number of successfully "
+         "finished pods the job should be run with."),
+    _col("Duration", _job_duration, description="Time required to complete the job."),
+    _AGE, _CONTAINERS, _IMAGES, _SELECTOR,
+)
+
+
+def _revision_controller(rev: JSON) -> str:
+    for ref in _meta(rev).get("ownerReferences") or ():
+        if isinstance(ref, dict) and ref.get("controller"):
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            kind = str(ref.get("kind", "")).lower()
+            return f"{kind}.{group}/{ref.get('name', '')}" if group else \
+                f"{kind}/{ref.get('name', '')}"
+    return "<none>"
+
+
+_CONTROLLERREVISION = (
+    NAME,
+    _col("Controller", _revision_controller, description="Controller of the object."),
+    _col("Revision", lambda o: _int(o.get("revision")), type="integer",
+         description="Revision indicates the revision of the state represented by Data."),
+    _AGE,
+)
+
 BUILTIN: dict[tuple[str, str], tuple[PrinterColumn, ...]] = {
     ("", "Pod"): _POD,
     ("", "Service"): _SERVICE,
@@ -644,6 +710,8 @@ BUILTIN: dict[tuple[str, str], tuple[PrinterColumn, ...]] = {
     ("apps", "ReplicaSet"): _REPLICASET,
     ("apps", "StatefulSet"): _STATEFULSET,
     ("apps", "DaemonSet"): _DAEMONSET,
+    ("apps", "ControllerRevision"): _CONTROLLERREVISION,
+    ("batch", "Job"): _JOB,
     ("coordination.k8s.io", "Lease"): _LEASE,
     ("apiextensions.k8s.io", "CustomResourceDefinition"): _CRD,
     ("rbac.authorization.k8s.io", "Role"): _ROLE,

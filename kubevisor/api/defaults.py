@@ -223,6 +223,24 @@ def daemon_set(obj: JSON) -> None:
     _template_spec(spec)
 
 
+def job(obj: JSON) -> None:
+    """batch/v1 Job (SetDefaults_Job); the selector comes from the apiserver's
+    create strategy."""
+    spec = _obj(obj, "spec")
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("completionMode", "NonIndexed")
+    if spec.get("backoffLimitPerIndex") is None:
+        spec.setdefault("backoffLimit", 6)
+    else:
+        spec.setdefault("backoffLimit", 2**31 - 1)
+    spec.setdefault("suspend", False)
+    if spec.get("podFailurePolicy") is None:
+        spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    _template_spec(spec)
+
+
 def service(obj: JSON) -> None:
     spec = _obj(obj, "spec")
     spec.setdefault("type", "ClusterIP")
@@ -310,6 +328,7 @@ _BUILTIN: dict[tuple[str, str], Defaulter] = {
     ("apps", "ReplicaSet"): replica_set,
     ("apps", "StatefulSet"): stateful_set,
     ("apps", "DaemonSet"): daemon_set,
+    ("batch", "Job"): job,
     ("storage.k8s.io", "StorageClass"): storage_class,
     ("rbac.authorization.k8s.io", "RoleBinding"): _binding,
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): _binding,

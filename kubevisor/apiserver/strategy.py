@@ -84,6 +84,30 @@ def prepare_for_create(rt: ResourceType, obj: JSON) -> None:
         obj["status"] = {"phase": "Pending"}
     elif key == CRD:
         obj["status"] = api_crd.accepted_status(obj, now_rfc3339())
+    elif key == ("batch", "Job"):
+        _job_selector(obj)
+
+
+def _job_selector(job: JSON) -> None:
+    """Unless ``spec.manualSelector``, select the Job's pods by its uid and
+    label its template so (kube's job strategy, generateSelector)."""
+    spec = job.get("spec")
+    if not isinstance(spec, dict) or spec.get("manualSelector") is True:
+        return
+    uid, name = job["metadata"]["uid"], job["metadata"].get("name", "")
+    template = spec.get("template")
+    if isinstance(template, dict):
+        meta = template.get("metadata")
+        if not isinstance(meta, dict):
+            meta = template["metadata"] = {}
+        labels = meta.get("labels")
+        if not isinstance(labels, dict):
+            labels = meta["labels"] = {}
+        labels.update({"batch.kubernetes.io/controller-uid": uid,
+                       "batch.kubernetes.io/job-name": name,
+                       "controller-uid": uid, "job-name": name})
+    if spec.get("selector") is None:
+        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
 
 
 def prepare_for_update(rt: ResourceType, new: JSON, old: JSON) -> None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from kubevisor.client import Client
 from kubevisor.controllers.gc import GarbageCollector
 from kubevisor.controllers.namespace import NamespaceController
+from kubevisor.controllers.statefulset import StatefulSetController
 
 
 async def run_controllers(kubeconfig: Path, stop: asyncio.Event) -> None:
@@ -26,7 +28,8 @@ async def run_controllers(kubeconfig: Path, stop: asyncio.Event) -> None:
 
 async def run_controllers_with(client: Client, stop: asyncio.Event) -> None:
     """As :func:`run_controllers`, on a client the caller owns (tests)."""
-    controllers = [NamespaceController(client), GarbageCollector(client)]
+    controllers: list[Any] = [NamespaceController(client), GarbageCollector(client)]
+    controllers.append(StatefulSetController(client))
     tasks = [asyncio.create_task(c.run(), name=type(c).__name__) for c in controllers]
     stopper = asyncio.create_task(stop.wait())
     try:

@@ -116,6 +116,15 @@ def examples() -> dict[tuple[str, str], dict[str, Any]]:
                          "metadata": {"name": "data"},
                          "spec": {"accessModes": ["ReadWriteOnce"],
                                   "resources": {"requests": {"storage": "1Gi"}}}}]}},
+        ("apps", "ControllerRevision"): {
+            "apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": _meta("db-7b5d"),
+            "data": {"spec": {"template": {**_template(), "$patch": "replace"}}},
+            "revision": 1},
+        ("batch", "Job"): {
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta("pi"),
+            "spec": {"completions": 3, "parallelism": 2, "backoffLimit": 4,
+                     "template": {**_template(), "spec": {
+                         **_template()["spec"], "restartPolicy": "Never"}}}},
         ("coordination.k8s.io", "Lease"): {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": _meta("host-1", "kube-node-lease"),

@@ -21,7 +21,9 @@ def test_every_kind_of_issue_2_is_served() -> None:
         ("", "v1"): {"namespaces", "pods", "nodes", "services", "endpoints", "configmaps",
                      "secrets", "events", "serviceaccounts", "resourcequotas", "limitranges",
                      "persistentvolumes", "persistentvolumeclaims"},
-        ("apps", "v1"): {"deployments", "replicasets", "statefulsets", "daemonsets"},
+        ("apps", "v1"): {"deployments", "replicasets", "statefulsets", "daemonsets",
+                         "controllerrevisions"},
+        ("batch", "v1"): {"jobs"},
         ("coordination.k8s.io", "v1"): {"leases"},
         ("apiextensions.k8s.io", "v1"): {"customresourcedefinitions"},
         ("rbac.authorization.k8s.io", "v1"): {"roles", "rolebindings", "clusterroles",
@@ -54,7 +56,7 @@ def test_discovery_details() -> None:
 
     all_category = {rt.plural for rt in REGISTRY if "all" in rt.categories}
     assert all_category == {"pods", "services", "deployments", "replicasets", "statefulsets",
-                            "daemonsets"}
+                            "daemonsets", "jobs"}
     assert get("apiextensions.k8s.io", "customresourcedefinitions").short_names == ("crd", "crds")
     assert get("apps", "deployments").short_names == ("deploy",)
     assert get("storage.k8s.io", "storageclasses").short_names == ("sc",)

@@ -1,0 +1,192 @@
+"""The StatefulSet controller against a real apiserver; the test plays the
+node agent (marks pods Running and Ready through the status subresource)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from kubevisor.client import Client
+from tests.controllers.nodeplay import eventually, finish_deletions, namespace, pods, run_ready
+
+NS = "sts"
+LABELS = {"app": "web"}
+
+
+def statefulset(name: str = "web", *, replicas: int = 3, policy: str = "OrderedReady",
+                claims: bool = False, partition: int | None = None,
+                node: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "replicas": replicas, "serviceName": "web-svc", "podManagementPolicy": policy,
+        "selector": {"matchLabels": LABELS},
+        "template": {"metadata": {"labels": LABELS},
+                     "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}
+    if claims:
+        spec["volumeClaimTemplates"] = [{
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}}}]
+    if node:  # bound pods are deleted gracefully: they stay Terminating meanwhile
+        spec["template"]["spec"]["nodeName"] = node
+    if partition is not None:
+        spec["updateStrategy"] = {"type": "RollingUpdate",
+                                  "rollingUpdate": {"partition": partition}}
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": name, "namespace": NS}, "spec": spec}
+
+
+async def names(api: Client) -> set[str]:
+    return set(await pods(api, NS, "app=web"))
+
+
+async def settle() -> None:
+    """Long enough for the controller to act if it (wrongly) would."""
+    await asyncio.sleep(0.5)
+
+
+async def test_ordered_ready_creates_one_by_one_with_claims_and_identity(api: Client) -> None:
+    await namespace(api, NS)
+    sts = await api.create(statefulset(claims=True, node="n1"))
+
+    await eventually(lambda: _has(api, {"web-0"}), what="web-0 created")
+    await settle()
+    assert await names(api) == {"web-0"}, "web-1 created before web-0 was ready"
+    pod0 = (await pods(api, NS))["web-0"]
+    labels = pod0["metadata"]["labels"]
+    assert labels["statefulset.kubernetes.io/pod-name"] == "web-0"
+    assert labels["apps.kubernetes.io/pod-index"] == "0"
+    assert labels["controller-revision-hash"].startswith("web-")
+    assert pod0["spec"]["hostname"] == "web-0" and pod0["spec"]["subdomain"] == "web-svc"
+    ref = pod0["metadata"]["ownerReferences"][0]
+    assert ref["uid"] == sts["metadata"]["uid"] and ref["controller"] is True
+    assert ref["blockOwnerDeletion"] is True
+    vols = {v["name"]: v for v in pod0["spec"]["volumes"]}
+    assert vols["data"]["persistentVolumeClaim"]["claimName"] == "data-web-0"
+    pvc = await api.get("v1", "PersistentVolumeClaim", "data-web-0", namespace=NS)
+    assert pvc["metadata"]["labels"]["app"] == "web"
+
+    await run_ready(api, NS, "web-0")
+    await eventually(lambda: _has(api, {"web-0", "web-1"}), what="web-1 created")
+    await settle()
+    assert await names(api) == {"web-0", "web-1"}
+    await run_ready(api, NS, "web-1")
+    await eventually(lambda: _has(api, {"web-0", "web-1", "web-2"}), what="web-2 created")
+    await run_ready(api, NS, "web-2")
+
+    async def status_ready() -> bool:
+        st = (await api.get("apps/v1", "StatefulSet", "web", namespace=NS)).get("status", {})
+        return bool(st.get("readyReplicas") == 3 and st.get("replicas") == 3
+                    and st.get("updatedReplicas") == 3
+                    and st.get("currentRevision") == st.get("updateRevision")
+                    and st.get("observedGeneration") == 1)
+
+    await eventually(status_ready, what="status 3/3 ready")
+    claims = {c["metadata"]["name"] for c in
+              (await api.list("v1", "PersistentVolumeClaim", namespace=NS))["items"]}
+    assert claims == {"data-web-0", "data-web-1", "data-web-2"}
+    revs = (await api.list("apps/v1", "ControllerRevision", namespace=NS))["items"]
+    assert len(revs) == 1 and revs[0]["revision"] == 1
+
+    # scale down: highest ordinal first, one at a time; claims are kept
+    await api.patch("apps/v1", "StatefulSet", "web", {"spec": {"replicas": 1}}, namespace=NS)
+    await eventually(lambda: _terminating(api, "web-2"), what="web-2 deleted")
+    await settle()
+    current = await pods(api, NS)
+    assert not current["web-1"]["metadata"].get("deletionTimestamp"), \
+        "web-1 deleted while web-2 was terminating"
+    await finish_deletions(api, NS)
+    await eventually(lambda: _terminating(api, "web-1"), what="web-1 deleted next")
+    assert not (await pods(api, NS))["web-0"]["metadata"].get("deletionTimestamp")
+    await finish_deletions(api, NS)
+    await eventually(lambda: _has(api, {"web-0"}), what="scaled down to 1")
+    assert claims == {c["metadata"]["name"] for c in
+                      (await api.list("v1", "PersistentVolumeClaim", namespace=NS))["items"]}
+
+
+async def test_parallel_creates_all_at_once(api: Client) -> None:
+    await namespace(api, NS)
+    await api.create(statefulset(replicas=4, policy="Parallel"))
+    await eventually(lambda: _has(api, {"web-0", "web-1", "web-2", "web-3"}),
+                     what="all four created without readiness")
+    await api.patch("apps/v1", "StatefulSet", "web", {"spec": {"replicas": 1}}, namespace=NS)
+    await eventually(lambda: _has(api, {"web-0"}), what="all condemned deleted at once")
+
+
+async def test_rolling_update_highest_first_down_to_partition(api: Client) -> None:
+    await namespace(api, NS)
+    await api.create(statefulset(replicas=3, partition=1))
+    for i in range(3):
+        await eventually(lambda i=i: _has_at_least(api, {f"web-{i}"}))
+        await run_ready(api, NS, f"web-{i}")
+    old = {n: p["metadata"]["labels"]["controller-revision-hash"]
+           for n, p in (await pods(api, NS)).items()}
+    assert len(set(old.values())) == 1
+    sts = await api.get("apps/v1", "StatefulSet", "web", namespace=NS)
+    body = copy.deepcopy(sts)
+    body["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:2"
+    await api.update(body)
+
+    async def pod_updated(name: str) -> dict[str, Any] | None:
+        await finish_deletions(api, NS)
+        pod = (await pods(api, NS)).get(name)
+        if pod and pod["spec"]["containers"][0]["image"] == "busybox:2":
+            return pod
+        return None
+
+    await eventually(lambda: pod_updated("web-2"), what="web-2 updated first")
+    current = await pods(api, NS)
+    assert current["web-1"]["spec"]["containers"][0]["image"] == "busybox:1", \
+        "web-1 replaced before web-2 was ready"
+    await run_ready(api, NS, "web-2")
+    await eventually(lambda: pod_updated("web-1"), what="web-1 updated next")
+    await run_ready(api, NS, "web-1")
+
+    async def partitioned_done() -> bool:
+        st = (await api.get("apps/v1", "StatefulSet", "web", namespace=NS))["status"]
+        return bool(st.get("updatedReplicas") == 2 and st.get("readyReplicas") == 3)
+
+    await eventually(partitioned_done, what="partitioned roll out")
+    await settle()
+    assert (await pods(api, NS))["web-0"]["spec"]["containers"][0]["image"] == "busybox:1"
+    st = (await api.get("apps/v1", "StatefulSet", "web", namespace=NS))["status"]
+    assert st["currentRevision"] != st["updateRevision"]
+
+    # web-0 deleted by hand comes back at the current revision (below the partition)
+    await api.delete("v1", "Pod", "web-0", namespace=NS)
+
+    async def recreated() -> dict[str, Any] | None:
+        pod = (await pods(api, NS)).get("web-0")
+        return pod if pod and pod["metadata"]["labels"]["controller-revision-hash"] == \
+            old["web-0"] else None
+
+    pod0 = await eventually(recreated, what="web-0 re-created")
+    assert pod0["spec"]["containers"][0]["image"] == "busybox:1"
+    await run_ready(api, NS, "web-0")
+    # partition 0 finishes the roll out
+    await api.patch("apps/v1", "StatefulSet", "web", {"spec": {"updateStrategy": {
+        "rollingUpdate": {"partition": 0}}}}, namespace=NS)
+    await eventually(lambda: pod_updated("web-0"), what="web-0 updated at partition 0")
+    await run_ready(api, NS, "web-0")
+
+    async def complete() -> bool:
+        st = (await api.get("apps/v1", "StatefulSet", "web", namespace=NS))["status"]
+        return bool(st.get("currentRevision") == st.get("updateRevision")
+                    and st.get("updatedReplicas") == 3 and st.get("currentReplicas") == 3)
+
+    await eventually(complete, what="roll out complete")
+    revs = (await api.list("apps/v1", "ControllerRevision", namespace=NS))["items"]
+    assert sorted(r["revision"] for r in revs) == [1, 2]
+
+
+async def _has(api: Client, expected: set[str]) -> bool:
+    return await names(api) == expected
+
+
+async def _has_at_least(api: Client, expected: set[str]) -> bool:
+    return expected <= await names(api)
+
+
+async def _terminating(api: Client, name: str) -> bool:
+    pod = (await pods(api, NS)).get(name)
+    return pod is not None and bool(pod["metadata"].get("deletionTimestamp"))
