@@ -58,7 +58,7 @@ class Ipam:
         """Record ``ip`` as the owner's (re-adopting an address found on the
         host); NetworkError when it is outside the range or someone else's."""
         addr = ipaddress.IPv4Address(ip)
-        if addr not in self._usable():
+        if int(addr) not in self._usable():
             raise NetworkError(f"{ip} is not an allocatable address of {self.network}")
         with self._locked() as state:
             holder = next((o for o, a in state.allocations.items() if a == ip), None)
