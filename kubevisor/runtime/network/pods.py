@@ -144,7 +144,11 @@ class BridgePodNetwork:
                      peer={"ifname": POD_IFNAME, "net_ns_fd": name})
             host_idx = netlink.index(ipr, host_if)
             assert host_idx is not None
-            ipr.link("set", index=host_idx, master=bridge_idx, state="up")
+            ipr.link("set", index=host_idx, master=bridge_idx)
+            # Hairpin: a pod reaching itself through a service is DNATed (in the
+            # bridge's netfilter hook) back out of the port it came in by.
+            ipr.brport("set", index=host_idx, mode=1)
+            ipr.link("set", index=host_idx, state="up")
         with netlink.iproute(name) as ns:
             lo, eth = netlink.index(ns, "lo"), netlink.index(ns, POD_IFNAME)
             assert lo is not None and eth is not None
