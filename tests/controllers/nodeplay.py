@@ -82,3 +82,10 @@ def node(name: str, *, labels: dict[str, str] | None = None,
                 "type": "Ready", "status": "True" if ready else "False",
                 "reason": "KubeletReady", "message": "kubelet is posting ready status",
                 "lastHeartbeatTime": now(), "lastTransitionTime": now()}]}}
+
+
+async def bind(api: Client, ns: str, name: str, node_name: str) -> None:
+    """What the scheduler does: POST pods/<name>/binding."""
+    await api.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", body={
+        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}})

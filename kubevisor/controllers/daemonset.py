@@ -1,0 +1,363 @@
+"""The DaemonSet controller (kube-controller-manager's daemonset controller).
+
+One pod per eligible node: a node is eligible when it matches the
+template's ``nodeSelector`` and required node affinity and every
+NoSchedule/NoExecute taint on it is tolerated, counting the tolerations
+Kubernetes adds to every daemon pod (not-ready and unreachable NoExecute;
+disk-, memory-, pid-pressure and unschedulable NoSchedule;
+network-unavailable for host-network pods). A pod already running stays
+while its NoExecute taints are tolerated. Pods are pinned to their node by
+required node affinity on ``metadata.name`` (as kube does since 1.12) and
+the scheduler binds them. ``updateStrategy: RollingUpdate`` replaces pods
+whose ``controller-revision-hash`` is not the template's, keeping at most
+``maxUnavailable`` nodes without an available pod; ``OnDelete`` replaces a
+pod when a user deletes it. Pods on nodes that are gone or no longer
+eligible are deleted, failed pods are replaced. Status is what ``kubectl
+rollout status daemonset/x`` reads.
+
+Pure: :func:`plan` (with :func:`build_pod`, :func:`should_run`); the shell:
+:class:`DaemonSetController`, started by the manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kubevisor.api.meta import owner_reference
+from kubevisor.client import Client, ConflictError, Informer, NotFoundError
+from kubevisor.controllers import nodefit, podstate, revisions
+from kubevisor.controllers.errors import TemporaryError
+from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
+from kubevisor.controllers.runtime import Controller, Result, utcnow
+
+JSON = dict[str, Any]
+Key = tuple[str, str]
+GENERATION_LABEL = "pod-template-generation"
+
+#: What kube adds to every daemon pod (``AddOrUpdateDaemonPodTolerations``).
+DAEMON_TOLERATIONS: tuple[JSON, ...] = (
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
+)
+HOST_NETWORK_TOLERATION: JSON = {"key": "node.kubernetes.io/network-unavailable",
+                                 "operator": "Exists", "effect": "NoSchedule"}
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePod:
+    node: str
+    pod: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePod:
+    name: str
+    uid: str
+    why: str
+
+
+Action = CreatePod | DeletePod
+
+
+@dataclass(slots=True)
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    status: JSON = field(default_factory=dict)
+
+
+# -- builders ---------------------------------------------------------------
+
+
+def daemon_tolerations(pod_spec: JSON) -> list[JSON]:
+    """The template's tolerations plus the daemon ones it lacks."""
+    tols = list(pod_spec.get("tolerations") or [])
+    wanted = list(DAEMON_TOLERATIONS)
+    if pod_spec.get("hostNetwork"):
+        wanted.append(HOST_NETWORK_TOLERATION)
+    for tol in wanted:
+        if not any(t.get("key") == tol["key"] and t.get("effect") == tol["effect"]
+                   for t in tols):
+            tols.append(dict(tol))
+    return tols
+
+
+def pinned_affinity(pod_spec: JSON, node_name: str) -> JSON:
+    """The template's affinity with required node affinity replaced by one
+    term selecting ``node_name`` by ``metadata.name``."""
+    affinity = copy.deepcopy(pod_spec.get("affinity") or {})
+    node_affinity = affinity.setdefault("nodeAffinity", {})
+    node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": [{
+        "matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}]}
+    return affinity
+
+
+def build_pod(ds: JSON, node_name: str, hash_: str) -> JSON:
+    md, spec = ds["metadata"], ds.get("spec") or {}
+    tpl = copy.deepcopy(spec.get("template") or {})
+    tmd = tpl.get("metadata") or {}
+    pod_spec: JSON = tpl.get("spec") or {}
+    pod_spec["tolerations"] = daemon_tolerations(pod_spec)
+    pod_spec["affinity"] = pinned_affinity(pod_spec, node_name)
+    labels = {**(tmd.get("labels") or {}), revisions.HASH_LABEL: hash_,
+              GENERATION_LABEL: str(md.get("generation", 1))}
+    pod_md: JSON = {"generateName": f"{md['name']}-", "namespace": md["namespace"],
+                    "labels": labels, "ownerReferences": [owner_reference(ds)]}
+    if tmd.get("annotations"):
+        pod_md["annotations"] = tmd["annotations"]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_md, "spec": pod_spec}
+
+
+# -- the plan ---------------------------------------------------------------
+
+
+def should_run(template_spec: JSON, node: JSON) -> tuple[bool, bool]:
+    """(should a new daemon pod go there, may an existing one stay)."""
+    if not nodefit.matches_node(template_spec, node):
+        return False, False
+    tols = daemon_tolerations(template_spec)
+    taints = nodefit.node_taints(node)
+    stay = not nodefit.untolerated(tols, taints, ("NoExecute",))
+    run = stay and not nodefit.untolerated(tols, taints, ("NoSchedule",))
+    return run, stay
+
+
+def target_node(pod: JSON) -> str:
+    """The node a daemon pod is for: its nodeName, else its pinned affinity."""
+    spec = pod.get("spec") or {}
+    if spec.get("nodeName"):
+        return str(spec["nodeName"])
+    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    for term in required.get("nodeSelectorTerms") or ():
+        for f in term.get("matchFields") or ():
+            if f.get("key") == "metadata.name" and f.get("operator") == "In" \
+                    and len(f.get("values") or ()) == 1:
+                return str(f["values"][0])
+    return ""
+
+
+def scaled_value(value: Any, total: int) -> int:
+    """An IntOrString (``2`` or ``"25%"``) against ``total``, percentages rounded up."""
+    if isinstance(value, str) and value.endswith("%"):
+        return math.ceil(int(value[:-1]) * total / 100)
+    return int(value or 0)
+
+
+def _created(pod: JSON) -> tuple[str, str]:
+    md = pod.get("metadata") or {}
+    return (str(md.get("creationTimestamp") or ""), str(md.get("name") or ""))
+
+
+def plan(ds: JSON, nodes: Iterable[JSON], pods: Iterable[JSON], *, now: datetime) -> Plan:
+    """What ``ds`` needs next, given every node and the pods it controls."""
+    md, spec = ds["metadata"], ds.get("spec") or {}
+    template = spec.get("template") or {}
+    hash_ = revisions.template_hash(template)
+    min_ready = int(spec.get("minReadySeconds") or 0)
+    by_node: dict[str, list[JSON]] = {}
+    for pod in sorted(pods, key=_created):
+        by_node.setdefault(target_node(pod), []).append(pod)
+    status: JSON = {"observedGeneration": md.get("generation", 0),
+                    "desiredNumberScheduled": 0, "currentNumberScheduled": 0,
+                    "numberMisscheduled": 0, "numberReady": 0, "numberAvailable": 0,
+                    "updatedNumberScheduled": 0, "numberUnavailable": 0}
+    out = Plan(status=status)
+    acts = out.actions
+    deleting = bool(md.get("deletionTimestamp"))
+    # node name -> its daemon pod (the oldest live one), for nodes that want one
+    serving: dict[str, JSON | None] = {}
+    known = set()
+    for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        name = node["metadata"]["name"]
+        known.add(name)
+        run, stay = should_run(template.get("spec") or {}, node)
+        node_pods = by_node.get(name, [])
+        live = [p for p in node_pods if not podstate.is_terminating(p)]
+        if run:
+            status["desiredNumberScheduled"] += 1
+            if node_pods:
+                status["currentNumberScheduled"] += 1
+        elif node_pods:
+            status["numberMisscheduled"] += 1
+        if run or (stay and live):
+            failed = [p for p in live if podstate.phase(p) == "Failed"]
+            live = [p for p in live if podstate.phase(p) != "Failed"]
+            for pod in failed:
+                acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"],
+                                      f"failed on node {name}"))
+            for pod in live[1:]:
+                acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"],
+                                      f"more than one daemon pod on node {name}"))
+            pod = live[0] if live else None
+            if run or pod is not None:
+                serving[name] = pod
+            if pod is None and run and not deleting:
+                acts.append(CreatePod(name, build_pod(ds, name, hash_)))
+            if pod is not None and run:
+                if podstate.is_ready(pod):
+                    status["numberReady"] += 1
+                if podstate.is_available(pod, min_ready, now):
+                    status["numberAvailable"] += 1
+                if _revision(pod, ds) == hash_:
+                    status["updatedNumberScheduled"] += 1
+        else:
+            for pod in live:
+                acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"],
+                                      f"node {name} is not eligible"))
+    for name, node_pods in by_node.items():
+        if name in known:
+            continue
+        for pod in node_pods:
+            if not podstate.is_terminating(pod):
+                acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"],
+                                      f"node {name!r} does not exist"))
+    status["numberUnavailable"] = status["desiredNumberScheduled"] - status["numberAvailable"]
+    strategy = spec.get("updateStrategy") or {}
+    if deleting or strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return out
+    # rolling update: old pods go, keeping at most maxUnavailable nodes unavailable
+    desired = status["desiredNumberScheduled"]
+    rolling = strategy.get("rollingUpdate") or {}
+    max_unavailable = scaled_value(rolling.get("maxUnavailable", 1), desired)
+    if max_unavailable == 0 and scaled_value(rolling.get("maxSurge", 0), desired) == 0:
+        max_unavailable = 1
+    unavailable = sum(1 for pod in serving.values()
+                      if pod is None or not podstate.is_available(pod, min_ready, now))
+    old_available = []
+    for pod in serving.values():
+        if pod is None or _revision(pod, ds) == hash_:
+            continue
+        if podstate.is_available(pod, min_ready, now):
+            old_available.append(pod)
+        else:
+            acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"],
+                                  "old revision, unavailable"))
+    for pod in old_available:
+        if unavailable >= max_unavailable:
+            break
+        acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"], "old revision"))
+        unavailable += 1
+    return out
+
+
+def _revision(pod: JSON, ds: JSON) -> str:
+    return str(((pod.get("metadata") or {}).get("labels") or {}).get(revisions.HASH_LABEL, ""))
+
+
+# -- the shell --------------------------------------------------------------
+
+STATUS_FIELDS = ("observedGeneration", "desiredNumberScheduled", "currentNumberScheduled",
+                 "numberMisscheduled", "numberReady", "numberAvailable",
+                 "updatedNumberScheduled", "numberUnavailable")
+
+
+class DaemonSetController:
+    """Watches DaemonSets, their pods and every Node."""
+
+    def __init__(self, client: Client, *, workers: int = 2, backoff: Backoff = DEFAULT_BACKOFF,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.client = client
+        self._clock = clock
+        self.controller: Controller[Key] = Controller(
+            "daemonset", self.reconcile, workers=workers, backoff=backoff)
+        add = self.controller.queue.add
+        self.sets = Informer(client, "apps/v1", "DaemonSet", transform=_meta_only)
+        self.sets.add_handler(podstate.enqueue_self(add))
+        self.pods = Informer(client, "v1", "Pod", transform=_meta_only)
+        self.pods.add_handler(podstate.enqueue_controller("DaemonSet", add))
+        self.nodes = Informer(client, "v1", "Node", transform=_node_view)
+        self.nodes.add_handler(self._on_node)
+
+    def _on_node(self, etype: str, obj: JSON, old: JSON | None) -> None:
+        if old is not None and etype == "MODIFIED" and (
+                old.get("spec"), (old.get("metadata") or {}).get("labels")) == (
+                obj.get("spec"), (obj.get("metadata") or {}).get("labels")):
+            return  # only what decides eligibility matters
+        for key in self.sets.keys():
+            self.controller.queue.add(key)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.sets.run(), name="daemonset-informer")
+            group.create_task(self.pods.run(), name="daemonset-pod-informer")
+            group.create_task(self.nodes.run(), name="daemonset-node-informer")
+            await self.nodes.synced.wait()
+            group.create_task(self.controller.run(), name="daemonset-controller")
+
+    async def reconcile(self, key: Key) -> Result | None:
+        namespace, name = key
+        c = self.client
+        try:
+            ds = await c.get("apps/v1", "DaemonSet", name, namespace=namespace)
+        except NotFoundError:
+            return None
+        ds.setdefault("apiVersion", "apps/v1")
+        ds.setdefault("kind", "DaemonSet")
+        spec = ds.get("spec") or {}
+        listed = await c.list("v1", "Pod", namespace=namespace,
+                              label_selector=podstate.selector_string(spec.get("selector")))
+        pods = podstate.controlled_by(listed.get("items") or [], ds["metadata"]["uid"])
+        result = plan(ds, self.nodes.items(), pods, now=self._clock())
+        for action in result.actions:
+            if isinstance(action, CreatePod):
+                await c.create(action.pod)
+            else:
+                try:
+                    await c.delete("v1", "Pod", action.name, namespace=namespace,
+                                   preconditions={"uid": action.uid})
+                except (NotFoundError, ConflictError):
+                    pass
+        await self._write_status(ds, result.status)
+        min_ready = int(spec.get("minReadySeconds") or 0)
+        if min_ready and result.status["numberAvailable"] < result.status["numberReady"]:
+            return Result(requeue_after=1.0)
+        return None
+
+    async def _write_status(self, ds: JSON, status: JSON) -> None:
+        old = ds.get("status") or {}
+        if all(old.get(k) == status.get(k) for k in STATUS_FIELDS):
+            return
+        body = copy.deepcopy(ds)
+        body["status"] = {**old, **status}
+        try:
+            await self.client.update_status(body)
+        except ConflictError as exc:
+            raise TemporaryError("daemonset changed meanwhile", delay=0.05) from exc
+        except NotFoundError:
+            pass
+
+
+def _meta_only(obj: JSON) -> JSON:
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+            "metadata": obj.get("metadata") or {}}
+
+
+def _node_view(node: JSON) -> JSON:
+    """What eligibility needs of a node: name, labels, taints."""
+    md = node.get("metadata") or {}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": md.get("name"), "labels": md.get("labels") or {},
+                         "resourceVersion": md.get("resourceVersion")},
+            "spec": {"taints": (node.get("spec") or {}).get("taints") or []}}
+
+
+__all__ = [
+    "DAEMON_TOLERATIONS",
+    "CreatePod",
+    "DaemonSetController",
+    "DeletePod",
+    "Plan",
+    "build_pod",
+    "plan",
+    "should_run",
+]
