@@ -31,6 +31,7 @@ from kubevisor.apiserver import (
     openapi,
     patching,
     resources,
+    services,
     subresources,
     watch,
 )
@@ -90,6 +91,7 @@ class App:
         revision = await namespaces.load(self.ctx)
         self._tasks.append(asyncio.create_task(namespaces.sync_loop(self.ctx, revision),
                                                name="namespace-sync"))
+        self._tasks.extend(await services.start(self.ctx))
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compaction"))
         self.ctx.ready = True
 

@@ -29,3 +29,11 @@ class ServerConfig:
     compaction_interval_seconds: float = 300.0
     # Server version reported on /version.
     git_version: str = "v1.32.0-kubevisor"
+    # Services: ClusterIPs come from this CIDR, node ports from this range
+    # (kube-apiserver's --service-cluster-ip-range, --service-node-port-range).
+    service_cidr: str = "10.96.0.0/12"
+    service_node_port_range: str = "30000-32767"
+    # Where the ``kubernetes`` Service's endpoints point (kube-apiserver's
+    # --advertise-address and secure port); unset: no such Service is kept.
+    advertise_address: str = ""
+    advertise_port: int = 0

@@ -28,6 +28,8 @@ class Context:
     ready: bool = False
     # namespace name -> terminating (see apiserver.namespaces)
     namespaces: dict[str, bool] = field(default_factory=dict)
+    # cluster IP and node port allocators (see apiserver.services)
+    services: Any = None
 
     def registry_changed(self) -> None:
         self.generation += 1

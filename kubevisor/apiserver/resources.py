@@ -22,6 +22,7 @@ from kubevisor.apiserver import (
     managed,
     namespaces,
     objects,
+    services,
     storage,
     strategy,
 )
@@ -102,6 +103,7 @@ async def create_object(ctx: Context, req: Request, rt: ResourceType, obj: JSON,
     name = obj["metadata"]["name"]
     await check_namespace_open(ctx, rt, name, namespace)
     key = storage.key(rt, namespace, name)
+    await services.before_create(ctx, rt, obj, dry=dry)
     if dry:
         if await get_kv(ctx, key) is not None:
             raise errors.already_exists(rt.plural, name, rt.group)
@@ -127,6 +129,8 @@ async def after_write(ctx: Context, rt: ResourceType, obj: JSON | None, old: JSO
     elif key == strategy.NAMESPACE:
         name = (obj or old or {}).get("metadata", {}).get("name", "")
         namespaces.note(ctx, name, obj)
+    else:
+        await services.after_write(ctx, rt, obj, old)
 
 
 # --- update -------------------------------------------------------------------
@@ -200,6 +204,8 @@ async def write_update(
         # defaulter would put "kubernetes" back after a finalize).
         ns_finalizers = _ns_finalizers(rt, new) if strategy.gk(rt) == strategy.NAMESPACE else None
         admission.default_and_validate(rt, new, old)
+        if not status_only:
+            await services.before_update(ctx, rt, new, old, dry=dry)
         if ns_finalizers is not None:
             if ns_finalizers:
                 new.setdefault("spec", {})["finalizers"] = ns_finalizers
