@@ -256,7 +256,7 @@ def resources(container: JSON) -> Resources:
     req, lim = res.get("requests") or {}, res.get("limits") or {}
 
     def millis(v: Any) -> int | None:
-        return None if v is None else int(math.ceil(parse_quantity(v) * 1000))
+        return None if v is None else math.ceil(parse_quantity(v) * 1000)
 
     def bytes_(v: Any) -> int | None:
         return None if v is None else int(parse_quantity(v))

@@ -121,7 +121,8 @@ def _container_status(pod: JSON, c: JSON, state: PodState, *, init: bool, initia
         out["containerID"] = f"{prefix}://{cur.id}"
     if name in waiting:
         reason, message = waiting[name]
-        out["state"] = {"waiting": {"reason": reason, "message": message}}
+        out["state"] = {"waiting": {"reason": reason, **({"message": message} if message
+                                                          else {})}}
         if cur is not None and cur.status == "stopped":
             out["lastState"] = {"terminated": _terminated(cur, prefix)}
             return out

@@ -64,13 +64,13 @@ def test_env_order_refs_and_expansion() -> None:
 
 
 def test_missing_refs_raise_kubelet_messages() -> None:
-    with pytest.raises(ConfigError, match='^configmap "nope" not found$'):
+    with pytest.raises(ConfigError, match=r'^configmap "nope" not found$'):
         env.container_env(POD, {"name": "c", "env": [{"name": "X", "valueFrom": {
             "configMapKeyRef": {"name": "nope", "key": "a"}}}]}, SRC)
-    with pytest.raises(ConfigError, match="^couldn't find key zz in ConfigMap ns/cfg$"):
+    with pytest.raises(ConfigError, match=r"^couldn't find key zz in ConfigMap ns/cfg$"):
         env.container_env(POD, {"name": "c", "env": [{"name": "X", "valueFrom": {
             "configMapKeyRef": {"name": "cfg", "key": "zz"}}}]}, SRC)
-    with pytest.raises(ConfigError, match='^secret "s" not found$'):
+    with pytest.raises(ConfigError, match=r'^secret "s" not found$'):
         env.container_env(POD, {"name": "c", "envFrom": [{"secretRef": {"name": "s"}}]}, SRC)
     assert env.references({"spec": {"containers": [{"envFrom": [{"configMapRef": {
         "name": "a"}}]}], "volumes": [{"name": "v", "secret": {"secretName": "b"}}]}}) == (

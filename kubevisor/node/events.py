@@ -1,0 +1,84 @@
+"""Events about pods, posted as kubelet posts them (core/v1 Event, source
+``kubelet``/<node>, reportingController ``kubelet``).
+
+:func:`event_object` builds one (pure). :class:`EventRecorder` posts it,
+and for a repeat of the same (object, fieldPath, reason, message) bumps
+``count`` and ``lastTimestamp`` of the event already posted, as kubelet's
+correlator does. Failures are logged, never raised: an event is worth
+less than the work it describes. Used by the pod worker and the prober.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubevisor.client import Client, ClientError
+from kubevisor.node.clock import Clock, micro, rfc3339, wall
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+def field_path(container: str | None, *, init: bool = False) -> str | None:
+    if container is None:
+        return None
+    return f"spec.{'initContainers' if init else 'containers'}{{{container}}}"
+
+
+def event_object(pod: JSON, *, type: str, reason: str, message: str, node: str,
+                 now: float, field_path: str | None = None) -> JSON:
+    md = pod.get("metadata") or {}
+    involved: JSON = {"apiVersion": "v1", "kind": "Pod", "namespace": md.get("namespace"),
+                      "name": md.get("name"), "uid": md.get("uid"),
+                      "resourceVersion": md.get("resourceVersion")}
+    if field_path:
+        involved["fieldPath"] = field_path
+    stamp = rfc3339(now)
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{md.get('name')}.{int(now * 1e9):x}",
+                     "namespace": md.get("namespace")},
+        "involvedObject": involved, "reason": reason, "message": message,
+        "source": {"component": "kubelet", "host": node},
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1, "type": type,
+        "eventTime": None, "reportingComponent": "kubelet", "reportingInstance": node,
+    }
+
+
+class EventRecorder:
+    def __init__(self, client: Client, node: str, *, clock: Clock = wall) -> None:
+        self.client = client
+        self.node = node
+        self._clock = clock
+        self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
+
+    async def emit(self, pod: JSON, type: str, reason: str, message: str, *,
+                   container: str | None = None, init: bool = False) -> None:
+        md = pod.get("metadata") or {}
+        path = field_path(container, init=init)
+        key = (str(md.get("uid")), path or "", reason, message)
+        now = self._clock()
+        try:
+            seen = self._seen.get(key)
+            if seen is not None:
+                ns, name, count = seen
+                await self.client.patch("v1", "Event", name, namespace=ns, patch={
+                    "count": count + 1, "lastTimestamp": rfc3339(now)})
+                self._seen[key] = (ns, name, count + 1)
+                return
+            body = event_object(pod, type=type, reason=reason, message=message,
+                                node=self.node, now=now, field_path=path)
+            created = await self.client.create(body)
+            cmd = created.get("metadata") or {}
+            self._seen[key] = (cmd.get("namespace", ""), cmd.get("name", ""), 1)
+            if len(self._seen) > 4096:
+                self._seen.pop(next(iter(self._seen)))
+        except ClientError as exc:
+            self._seen.pop(key, None)
+            log.info("event %s %s for %s/%s not posted: %s", reason, micro(now),
+                     md.get("namespace"), md.get("name"), exc)
+
+    def forget(self, pod_uid: str) -> None:
+        for key in [k for k in self._seen if k[0] == pod_uid]:
+            del self._seen[key]

@@ -1,0 +1,117 @@
+"""The pods bound to this node: an informer, one worker per pod uid.
+
+:class:`PodManager` watches Pods with ``fieldSelector
+spec.nodeName=<node>`` and keeps one :class:`~kubevisor.node.worker.PodWorker`
+task per pod uid, woken on every change. At start it lists what the
+runtime and the network already hold (containers labelled with a pod
+uid, pod namespaces) and, once the informer has synced, starts a worker
+for each of those too: a pod still in the API is re-adopted as it runs
+(restartCount unchanged), a pod that is gone is torn down (orphans).
+Started by :func:`kubevisor.node.agent.run_node`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from kubevisor.client import Client, Informer
+from kubevisor.node.clock import Clock, wall
+from kubevisor.node.config import NodeConfig
+from kubevisor.node.containers import by_pod
+from kubevisor.node.events import EventRecorder
+from kubevisor.node.probes import ProbeResults
+from kubevisor.node.worker import PodWorker
+from kubevisor.runtime.types import ContainerRuntime, ImageStore, PodNetwork, PodNetworkInfo
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+class PodManager:
+    def __init__(self, client: Client, config: NodeConfig, *, runtime: ContainerRuntime,
+                 images: ImageStore, network: PodNetwork, host_ip: str,
+                 clock: Clock = wall) -> None:
+        self.client = client
+        self.config = config
+        self.runtime = runtime
+        self.images = images
+        self.network = network
+        self.host_ip = host_ip
+        self.clock = clock
+        self.runtime_name = runtime.capabilities.name
+        self.events = EventRecorder(client, config.node_name, clock=clock)
+        self.results = ProbeResults()
+        #: uid -> the newest Pod seen (absent: gone from the API).
+        self.pods: dict[str, JSON] = {}
+        self.networks: dict[str, PodNetworkInfo] = {}
+        self.workers: dict[str, PodWorker] = {}
+        self._finalized: set[str] = set()
+        self.informer = Informer(client, "v1", "Pod",
+                                 field_selector=f"spec.nodeName={config.node_name}")
+        self.informer.add_handler(self._on_event)
+        self._started = False
+
+    def _on_event(self, etype: str, obj: JSON, old: JSON | None) -> None:
+        uid = (obj.get("metadata") or {}).get("uid")
+        if not uid:
+            return
+        if etype == "DELETED":
+            self.pods.pop(uid, None)
+        elif uid not in self._finalized:
+            self.pods[uid] = obj
+        if self._started:
+            self.poke(uid)
+
+    def pod_updated(self, pod: JSON) -> None:
+        """A status this agent wrote: newer than the informer's copy until it catches up."""
+        uid = pod["metadata"]["uid"]
+        if uid in self.pods:
+            self.pods[uid] = pod
+
+    def forget(self, uid: str) -> None:
+        """The pod was finalized: treat it as gone even before the watch says so."""
+        self._finalized.add(uid)
+        self.pods.pop(uid, None)
+        self.poke(uid)
+
+    def poke(self, uid: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is None or worker.task is None or worker.task.done():
+            worker = PodWorker(self, uid)
+            self.workers[uid] = worker
+            worker.task = asyncio.get_running_loop().create_task(
+                self._run_worker(worker), name=f"pod-{uid}")
+        worker.wake.set()
+
+    async def _run_worker(self, worker: PodWorker) -> None:
+        try:
+            await worker.run()
+        finally:
+            if self.workers.get(worker.uid) is worker:
+                del self.workers[worker.uid]
+            self._finalized.discard(worker.uid)
+
+    async def run(self) -> None:
+        """Re-adopt, then follow the API until cancelled."""
+        self.networks.update(await self.network.list_pods())
+        existing = by_pod(await self.runtime.list())
+        informer = asyncio.create_task(self.informer.run(), name="pod-informer")
+        try:
+            await self.informer.synced.wait()
+            self._started = True
+            for uid in {*self.pods, *existing, *self.networks}:
+                self.poke(uid)
+            log.info("node %s: %d pods bound, %d found running on the host",
+                     self.config.node_name, len(self.pods), len(existing))
+            await informer
+        finally:
+            informer.cancel()
+            workers = [w.task for w in self.workers.values() if w.task is not None]
+            for t in workers:
+                t.cancel()
+            for t in [informer, *workers]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
