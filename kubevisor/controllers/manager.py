@@ -18,6 +18,7 @@ from kubevisor.client import Client
 from kubevisor.controllers.daemonset import DaemonSetController
 from kubevisor.controllers.gc import GarbageCollector
 from kubevisor.controllers.namespace import NamespaceController
+from kubevisor.controllers.scheduler import Scheduler
 from kubevisor.controllers.statefulset import StatefulSetController
 
 
@@ -31,6 +32,7 @@ async def run_controllers_with(client: Client, stop: asyncio.Event) -> None:
     """As :func:`run_controllers`, on a client the caller owns (tests)."""
     controllers: list[Any] = [NamespaceController(client), GarbageCollector(client)]
     controllers.append(StatefulSetController(client))
+    controllers.append(Scheduler(client))
     controllers.append(DaemonSetController(client))
     tasks = [asyncio.create_task(c.run(), name=type(c).__name__) for c in controllers]
     stopper = asyncio.create_task(stop.wait())

@@ -1,0 +1,280 @@
+"""The scheduler's shell: informers in, decisions out, bindings through the API.
+
+Informers on Pods, Nodes, RuntimeClasses and Namespaces keep the
+:class:`~.cache.Cache` current (each event touches one node) and feed the
+:class:`~.queue.SchedulingQueue` with pending pods whose schedulerName is
+``default-scheduler`` (or empty). One loop pops a pod, runs the pure
+:func:`~.algorithm.schedule`, assumes the pod on the chosen node at once
+and binds it in the background (``parallel_binds`` bindings in flight, a
+compare-and-swap ``pods/binding`` POST carrying the pod's uid). A pod no
+node fits gets PodScheduled=False/Unschedulable with kube's message
+(written through the status subresource only when it changed) and a
+FailedScheduling Warning event, and waits for a node to be added or
+changed or a bound pod to be deleted (or ``retry_interval``). A bound pod
+gets a Scheduled event. Started by the controller manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubevisor.client import (
+    Client,
+    ClientError,
+    ConflictError,
+    Informer,
+    NotFoundError,
+    metadata_only,
+)
+from kubevisor.controllers.conditions import find_condition, set_condition
+from kubevisor.controllers.scheduler.algorithm import fit_error, schedule
+from kubevisor.controllers.scheduler.cache import Cache
+from kubevisor.controllers.scheduler.events import EventRecorder, reference
+from kubevisor.controllers.scheduler.podinfo import DEFAULT_SCHEDULER, PodInfo, pod_info
+from kubevisor.controllers.scheduler.queue import QueueTimes, SchedulingQueue
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+
+_TERMINAL = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerOptions:
+    name: str = DEFAULT_SCHEDULER
+    percentage_of_nodes_to_score: int = 0  # 0: adaptive, as kube-scheduler
+    parallel_binds: int = 32
+    times: QueueTimes = field(default_factory=QueueTimes)
+    seed: int | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _relevant_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Did more than status and bookkeeping metadata change (upstream's isPodUpdated)?"""
+    if old.get("spec") != new.get("spec"):
+        return True
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    return om.get("labels") != nm.get("labels") or om.get("annotations") != nm.get("annotations")
+
+
+def _node_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Could the change to this Node let a pending pod fit?"""
+    if old is None:
+        return True
+    if old.get("spec") != new.get("spec"):
+        return True
+    if (old.get("metadata") or {}).get("labels") != (new.get("metadata") or {}).get("labels"):
+        return True
+    os_, ns_ = old.get("status") or {}, new.get("status") or {}
+    return os_.get("allocatable") != ns_.get("allocatable")
+
+
+class Scheduler:
+    """``await scheduler.run()`` in a task; cancel it to stop."""
+
+    def __init__(self, client: Client, options: SchedulerOptions | None = None) -> None:
+        self.client = client
+        self.options = options or SchedulerOptions()
+        self.cache = Cache()
+        self.queue = SchedulingQueue(self.options.times)
+        self.pods = Informer(client, "v1", "Pod")
+        self.nodes = Informer(client, "v1", "Node")
+        self.runtime_classes = Informer(client, "node.k8s.io/v1", "RuntimeClass")
+        self.namespaces = Informer(client, "v1", "Namespace", transform=metadata_only)
+        self.events = EventRecorder(client, self.options.name)
+        self.pods.add_handler(self._on_pod)
+        self.nodes.add_handler(self._on_node)
+        self.namespaces.add_handler(self._on_namespace)
+        self._rng = random.Random(self.options.seed)
+        self._binds = asyncio.Semaphore(self.options.parallel_binds)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._start = 0
+        #: Counters for tests, logs and the benchmark.
+        self.bound = 0
+        self.unschedulable = 0
+        self.bind_errors = 0
+
+    # -- informer handlers -----------------------------------------------------
+
+    def _runtime_class(self, spec: Mapping[str, Any]) -> JSON | None:
+        name = spec.get("runtimeClassName")
+        return self.runtime_classes.get(name) if name else None
+
+    def _info(self, pod: Mapping[str, Any]) -> PodInfo:
+        return pod_info(pod, self._runtime_class(pod.get("spec") or {}))
+
+    def _mine(self, pod: Mapping[str, Any]) -> bool:
+        spec = pod.get("spec") or {}
+        return ((spec.get("schedulerName") or DEFAULT_SCHEDULER) == self.options.name
+                and not (pod.get("metadata") or {}).get("deletionTimestamp")
+                and not spec.get("schedulingGates")
+                and (pod.get("status") or {}).get("phase") not in _TERMINAL)
+
+    def _on_pod(self, etype: str, obj: JSON, old: JSON | None) -> None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        uid = str(meta.get("uid") or "")
+        if etype == "DELETED":
+            self.queue.delete(key)
+            if self.cache.remove_pod(uid) is not None:
+                self.queue.move_all()
+            return
+        spec = obj.get("spec") or {}
+        node = spec.get("nodeName")
+        if node:
+            self.queue.delete(key)
+            if (obj.get("status") or {}).get("phase") in _TERMINAL:
+                if self.cache.remove_pod(uid) is not None:
+                    self.queue.move_all()
+                return
+            if uid in self.cache.assumed and self.cache.node_of(uid) == node:
+                self.cache.assumed.discard(uid)  # our binding, confirmed
+                if old is None or not _relevant_change(old, obj):
+                    return
+            self.cache.confirm(self._info(obj), node)
+            return
+        if uid in self.cache.assumed:
+            return  # our binding is in flight; this is an older view
+        if not self._mine(obj):
+            self.queue.delete(key)
+            return
+        info = self._info(obj)
+        if etype == "ADDED" or key not in self.queue:
+            self.queue.add(info)
+        else:
+            self.queue.update(info, relevant=old is None or _relevant_change(old, obj))
+
+    def _on_node(self, etype: str, obj: JSON, old: JSON | None) -> None:
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        if etype == "DELETED":
+            self.cache.remove_node(name)
+            return
+        self.cache.set_node(obj)
+        if _node_changed(old, obj):
+            self.queue.move_all()
+
+    def _on_namespace(self, etype: str, obj: JSON, old: JSON | None) -> None:
+        meta = obj.get("metadata") or {}
+        if etype == "DELETED":
+            self.cache.namespace_labels.pop(meta.get("name") or "", None)
+        else:
+            self.cache.namespace_labels[meta.get("name") or ""] = meta.get("labels") or {}
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        informers = (self.nodes, self.runtime_classes, self.namespaces, self.pods)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for informer in informers:
+                    group.create_task(informer.run(), name=f"scheduler-{informer.kind}")
+                group.create_task(self.events.run(), name="scheduler-events")
+                for informer in informers:
+                    await informer.synced.wait()
+                group.create_task(self._flush_loop(), name="scheduler-flush")
+                group.create_task(self._schedule_loop(), name="scheduler-loop")
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            self.queue.flush()
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            pod = await self.queue.pop()
+            try:
+                await self.schedule_one(pod)
+            except Exception:
+                log.exception("scheduler: %s/%s failed", pod.namespace, pod.name)
+                self.cache.forget(pod.uid)
+                self.queue.retry(pod.key)
+            await asyncio.sleep(0)  # let informers and bindings run
+
+    async def schedule_one(self, pod: PodInfo) -> None:
+        decision, self._start = schedule(
+            pod, self.cache, start=self._start,
+            percentage=self.options.percentage_of_nodes_to_score, rng=self._rng)
+        if decision.node is None:
+            self.unschedulable += 1
+            self.queue.unschedulable(pod.key)
+            self._spawn(self._report_unschedulable(pod, fit_error(decision.total,
+                                                                  decision.reasons)))
+            return
+        self.cache.assume(pod, decision.node)
+        await self._binds.acquire()
+        self._spawn(self._bind(pod, decision.node))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bind(self, pod: PodInfo, node: str) -> None:
+        try:
+            await self.client.request(
+                "POST", f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/binding",
+                body={"apiVersion": "v1", "kind": "Binding",
+                      "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
+                      "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+        except (ConflictError, NotFoundError) as exc:
+            # Bound by someone else, replaced or gone: the informer has the truth.
+            log.info("scheduler: binding %s/%s: %s", pod.namespace, pod.name, exc)
+            self.cache.forget(pod.uid)
+            self.queue.done(pod.key)
+        except ClientError as exc:
+            self.bind_errors += 1
+            log.warning("scheduler: binding %s/%s to %s failed: %s", pod.namespace, pod.name,
+                        node, exc)
+            self.cache.forget(pod.uid)
+            self.queue.retry(pod.key)
+        else:
+            self.bound += 1
+            self.queue.done(pod.key)
+            self.events.record(self._ref(pod), "Normal", "Scheduled",
+                               f"Successfully assigned {pod.namespace}/{pod.name} to {node}")
+        finally:
+            self._binds.release()
+
+    def _ref(self, pod: PodInfo) -> JSON:
+        return {"kind": "Pod", "apiVersion": "v1", "namespace": pod.namespace, "name": pod.name,
+                "uid": pod.uid, "resourceVersion": pod.resource_version}
+
+    async def _report_unschedulable(self, pod: PodInfo, message: str) -> None:
+        """PodScheduled=False (only when it changes) and a FailedScheduling event."""
+        current = self.pods.get(pod.name, pod.namespace)
+        if current is None or (current.get("metadata") or {}).get("uid") != pod.uid:
+            return
+        self.events.record(reference(current), "Warning", "FailedScheduling", message)
+        conditions = (current.get("status") or {}).get("conditions")
+        had = find_condition(conditions, "PodScheduled")
+        new, changed = set_condition(conditions, type="PodScheduled", status="False",
+                                     reason="Unschedulable", message=message, now=_now())
+        if not changed:
+            return
+        for cond in new:
+            if cond.get("type") == "PodScheduled" and had is None:
+                cond["lastProbeTime"] = None
+        with contextlib.suppress(ConflictError, NotFoundError):
+            try:
+                await self.client.patch(
+                    "v1", "Pod", pod.name,
+                    {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                     "status": {"conditions": new}},
+                    namespace=pod.namespace, subresource="status")
+            except ClientError as exc:
+                log.warning("scheduler: status of %s/%s not written: %s", pod.namespace,
+                            pod.name, exc)
