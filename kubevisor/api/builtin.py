@@ -148,6 +148,9 @@ def builtin_types() -> list[ResourceType]:
         # node.k8s.io/v1
         _rt("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses",
             schema_name="io.k8s.api.node.v1.RuntimeClass", namespaced=False, has_status=False),
+        # discovery.k8s.io/v1
+        _rt("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices",
+            schema_name="io.k8s.api.discovery.v1.EndpointSlice", has_status=False),
         # storage.k8s.io/v1
         _rt("storage.k8s.io", "v1", "StorageClass", "storageclasses",
             schema_name="io.k8s.api.storage.v1.StorageClass", namespaced=False,

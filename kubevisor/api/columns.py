@@ -312,6 +312,36 @@ _ENDPOINTS = (
 )
 
 
+def _more(items: list[str], count: int, limit: int = 3) -> str:
+    text = ",".join(items[:limit])
+    if count > limit:
+        return f"{text} + {count - limit} more..."
+    return text or "<unset>"
+
+
+def _slice_ports(obj: JSON) -> str:
+    ports = [p for p in obj.get("ports") or () if isinstance(p, dict)]
+    shown = [str(p["port"]) if p.get("port") is not None else p.get("name") or "*"
+             for p in ports]
+    return _more(shown, len(shown))
+
+
+def _slice_endpoints(obj: JSON) -> str:
+    addrs = [str(a) for e in obj.get("endpoints") or () if isinstance(e, dict)
+             for a in e.get("addresses") or ()]
+    return _more(addrs, len(addrs))
+
+
+_ENDPOINTSLICE = (
+    NAME,
+    _col("AddressType", lambda o: o.get("addressType", ""),
+         description="Type of address carried by this EndpointSlice."),
+    _col("Ports", _slice_ports, description="Port numbers of the EndpointSlice."),
+    _col("Endpoints", _slice_endpoints, description="Addresses of the endpoints."),
+    _AGE,
+)
+
+
 # ---------------------------------------------------------------------------
 # Cluster objects
 
@@ -719,6 +749,7 @@ BUILTIN: dict[tuple[str, str], tuple[PrinterColumn, ...]] = {
     ("rbac.authorization.k8s.io", "RoleBinding"): _binding_columns(),
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): _binding_columns(),
     ("node.k8s.io", "RuntimeClass"): _RUNTIMECLASS,
+    ("discovery.k8s.io", "EndpointSlice"): _ENDPOINTSLICE,
     ("storage.k8s.io", "StorageClass"): _STORAGECLASS,
 }
 

@@ -155,6 +155,13 @@ def examples() -> dict[tuple[str, str], dict[str, Any]]:
             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch"]}]},
         ("node.k8s.io", "RuntimeClass"): {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
                                           "metadata": _meta("crx", None), "handler": "crx"},
+        ("discovery.k8s.io", "EndpointSlice"): {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": _meta("web-abcde", labels={"kubernetes.io/service-name": "web"}),
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.5"], "conditions": {"ready": True},
+                           "nodeName": "host-1"}],
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
         ("storage.k8s.io", "StorageClass"): {
             "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
             "metadata": _meta("local", None, annotations={

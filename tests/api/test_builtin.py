@@ -29,6 +29,7 @@ def test_every_kind_of_issue_2_is_served() -> None:
         ("rbac.authorization.k8s.io", "v1"): {"roles", "rolebindings", "clusterroles",
                                               "clusterrolebindings"},
         ("node.k8s.io", "v1"): {"runtimeclasses"},
+        ("discovery.k8s.io", "v1"): {"endpointslices"},
         ("storage.k8s.io", "v1"): {"storageclasses"},
     }
     served: dict[tuple[str, str], set[str]] = {}

@@ -33,6 +33,7 @@ def test_index_lists_every_group_version_with_a_hash() -> None:
     assert set(index["paths"]) == {
         "api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1", "apis/apiextensions.k8s.io/v1",
         "apis/rbac.authorization.k8s.io/v1", "apis/node.k8s.io/v1", "apis/storage.k8s.io/v1",
+        "apis/discovery.k8s.io/v1",
         "apis/batch/v1"}
     url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
     assert re.fullmatch(r"/openapi/v3/apis/apps/v1\?hash=[0-9A-F]{128}", url)
