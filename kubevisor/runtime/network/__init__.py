@@ -10,19 +10,19 @@ Modules: ``config`` (the config and capabilities records), ``bridge`` (the
 node bridge, sysctls, pod egress masquerade), ``ipam`` (file-backed
 addresses), ``pods`` (namespaces and veths), ``rules`` (the nft ruleset,
 pure), ``proxy`` (applies it), ``announce`` (the load-balancer address
-link), ``nft``/``netlink``/``sysctl`` (thin shells over the tools).
+link), ``writer`` (nftables, or ``iptables`` where nft does not work),
+``nft``/``netlink``/``sysctl`` (thin shells over the tools).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubevisor.runtime.errors import NetworkError
-
-from . import nft, pods, sysctl
-from .config import NetworkCapabilities, NetworkConfig
+from . import pods, sysctl
+from .config import NetworkCapabilities, NetworkConfig, RulesBackend
 from .pods import BridgePodNetwork
 from .proxy import NftServiceProxy
+from .writer import detect, writer_for
 
 __all__ = ["BridgePodNetwork", "NetworkCapabilities", "NetworkConfig", "NftServiceProxy",
            "NodeNetwork", "remove_network", "start_network"]
@@ -36,27 +36,30 @@ class NodeNetwork:
     proxy: NftServiceProxy
 
 
-async def start_network(config: NetworkConfig) -> NodeNetwork:
-    """Detect what the host offers, set the bridge up, clear leftovers of a
-    crash, create the load-balancer link; NetworkError when the host can't
-    carry pod networking (no nftables, no permission)."""
-    if not await nft.works(probe_table=f"{config.nft_table}_probe"):
-        raise NetworkError("nftables does not work on this host (nft missing or the kernel "
-                           "lacks nf_tables NAT/numgen/reject)")
-    pod_network = BridgePodNetwork(config)
+async def start_network(config: NetworkConfig, *,
+                        rules_backend: RulesBackend | None = None) -> NodeNetwork:
+    """Detect what the host offers (or use ``rules_backend``), set the bridge
+    up, clear leftovers of a crash, create the load-balancer link;
+    NetworkError when the host can't carry pod networking (no nftables nor
+    iptables, no permission)."""
+    rule_writer = writer_for(rules_backend) if rules_backend else await detect(config)
+    pod_network = BridgePodNetwork(config, writer=rule_writer)
     await pod_network.start()
-    proxy = NftServiceProxy(config, masquerade_pod_traffic=not pod_network.br_netfilter)
+    proxy = NftServiceProxy(config, writer=rule_writer,
+                            masquerade_pod_traffic=not pod_network.br_netfilter)
     await proxy.start()
     assert proxy.lb_link_kind is not None
     capabilities = NetworkCapabilities(
-        rules_backend="nftables", lb_link_kind=proxy.lb_link_kind,
+        rules_backend=rule_writer.name, lb_link_kind=proxy.lb_link_kind,
         br_netfilter=pod_network.br_netfilter,
         route_localnet=sysctl.read("net.ipv4.conf.all.route_localnet") == "1")
     return NodeNetwork(config, capabilities, pod_network, proxy)
 
 
-async def remove_network(config: NetworkConfig) -> None:
-    """Remove every pod's namespace and veth, the bridge, both nft tables and
-    the load-balancer link of ``config`` (uninstall and tests); idempotent."""
-    await NftServiceProxy(config).remove()
-    await pods.remove_all(config)
+async def remove_network(config: NetworkConfig, *,
+                         rules_backend: RulesBackend = "nftables") -> None:
+    """Remove every pod's namespace and veth, the bridge, the rules and the
+    load-balancer link of ``config`` (uninstall and tests); idempotent."""
+    rule_writer = writer_for(rules_backend)
+    await NftServiceProxy(config, writer=rule_writer).remove()
+    await pods.remove_all(config, rule_writer)

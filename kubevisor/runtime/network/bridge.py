@@ -5,8 +5,9 @@ Called by :class:`~kubevisor.runtime.network.pods.BridgePodNetwork` at start
 creates the bridge with the pod CIDR's first address, brings it up, routes
 the service CIDR onto it (so the host has a route for ClusterIPs and
 nothing aimed at an unused one leaves by the default route), turns on
-forwarding and the sysctls the proxy relies on, and owns the nft table that
-masquerades pod traffic leaving the cluster's pod range.
+forwarding and the sysctls the proxy relies on, and owns the rules that
+masquerades pod traffic leaving the cluster's pod range (written by
+the :class:`~.writer.RuleWriter` in use).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pyroute2 import IPRoute
 
 from kubevisor.runtime.errors import NetworkError
 
-from . import netlink, nft, sysctl
+from . import netlink, sysctl
 from .config import NetworkConfig
+from .writer import RuleWriter
 
 SYSCTLS = {
     "net.ipv4.ip_forward": "1",
@@ -27,15 +29,6 @@ SYSCTLS = {
 }
 #: Bridged pod↔pod replies must pass conntrack to undo a service DNAT.
 BR_NETFILTER = "net.bridge.bridge-nf-call-iptables"
-
-
-def masquerade_table(config: NetworkConfig) -> str:
-    """The nft body of the bridge's table: pods → outside the pod range is masqueraded."""
-    return (
-        "  chain postrouting {\n"
-        "    type nat hook postrouting priority srcnat; policy accept;\n"
-        f"    ip saddr {config.network} ip daddr != {config.masquerade_boundary} masquerade\n"
-        "  }\n")
 
 
 def _ensure_link(ipr: IPRoute, config: NetworkConfig) -> int:
@@ -67,18 +60,18 @@ def ensure_sync(config: NetworkConfig) -> bool:
     return True
 
 
-async def ensure(config: NetworkConfig) -> bool:
+async def ensure(config: NetworkConfig, writer: RuleWriter) -> bool:
     """Set the bridge up (idempotent); returns whether br_netfilter is on."""
     br_netfilter = await asyncio.to_thread(ensure_sync, config)
-    await nft.run(nft.replace_table(config.node_table, masquerade_table(config)))
+    await writer.replace_node(config)
     return br_netfilter
 
 
-async def remove(config: NetworkConfig) -> None:
+async def remove(config: NetworkConfig, writer: RuleWriter) -> None:
     """Delete the bridge and its table (uninstall and tests); idempotent.
     Sysctls are left as they are: other things may rely on them."""
     def _delete() -> None:
         with netlink.iproute() as ipr:
             netlink.delete_link(ipr, config.bridge)
     await asyncio.to_thread(_delete)
-    await nft.run(nft.delete_table(config.node_table))
+    await writer.remove_node(config)

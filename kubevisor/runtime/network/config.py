@@ -51,7 +51,8 @@ class NetworkConfig:
         for name in (self.bridge, self.lb_link):
             assert 0 < len(name) <= IFNAME_MAX, f"interface name {name!r}: 1-15 characters"
         assert len(self.veth_prefix) <= IFNAME_MAX - 6, "veth_prefix: at most 9 characters"
-        assert self.nft_table.replace("_", "").isalnum(), "nft_table: letters, digits, _"
+        assert self.nft_table.isalnum() and len(self.nft_table) <= 10, \
+            "nft_table: at most 10 letters or digits (iptables chain names derive from it)"
         assert self.masquerade_bit and not self.masquerade_bit & (self.masquerade_bit - 1), "one bit"
 
     @classmethod

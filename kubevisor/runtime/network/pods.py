@@ -30,6 +30,7 @@ from kubevisor.runtime.types import PodNetworkInfo
 from . import bridge, netlink
 from .config import IFNAME_MAX, NetworkConfig
 from .ipam import Ipam
+from .writer import NftWriter, RuleWriter
 
 NETNS_DIR = "/run/netns"
 POD_IFNAME = "eth0"
@@ -42,8 +43,9 @@ def pod_hash(pod_id: str) -> str:
 class BridgePodNetwork:
     """Pods on a Linux bridge, addressed from a file-backed IPAM."""
 
-    def __init__(self, config: NetworkConfig) -> None:
+    def __init__(self, config: NetworkConfig, *, writer: RuleWriter | None = None) -> None:
         self.config = config
+        self.writer: RuleWriter = writer or NftWriter()
         self.ipam = Ipam(config.pod_cidr, config.state_dir)
         self.br_netfilter = False
         self._locks: dict[str, asyncio.Lock] = {}
@@ -71,7 +73,7 @@ class BridgePodNetwork:
         """Set the bridge up (idempotent) and clear leftovers: addresses
         whose namespace is gone (a reboot, a crash mid-set-up), namespaces
         and veths of ours that no address record claims."""
-        self.br_netfilter = await bridge.ensure(self.config)
+        self.br_netfilter = await bridge.ensure(self.config, self.writer)
         await asyncio.to_thread(self.collect_garbage)
 
     async def setup_pod(self, pod_id: str) -> PodNetworkInfo:
@@ -202,11 +204,11 @@ class BridgePodNetwork:
                     netlink.delete_link(ipr, ifname)
 
 
-async def remove_all(config: NetworkConfig) -> None:
-    """Tear down every pod, the namespaces and veths of ``config`` and the
-    bridge (uninstall and tests); idempotent."""
-    net = BridgePodNetwork(config)
+async def remove_all(config: NetworkConfig, writer: RuleWriter) -> None:
+    """Tear down every pod, the namespaces and veths of ``config``, the
+    bridge and its rules (uninstall and tests); idempotent."""
+    net = BridgePodNetwork(config, writer=writer)
     for pod_id in (await asyncio.to_thread(net.ipam.allocations)):
         await net.teardown_pod(pod_id)
     await asyncio.to_thread(net.collect_garbage)
-    await bridge.remove(config)
+    await bridge.remove(config, writer)

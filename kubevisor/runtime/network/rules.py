@@ -28,7 +28,7 @@ from kubevisor.runtime.errors import NetworkError
 from kubevisor.runtime.types import ServiceRule
 
 
-def _check(rule: ServiceRule) -> None:
+def check(rule: ServiceRule) -> None:
     try:
         for ip in (rule.cluster_ip, *rule.external_ips, *(b.ip for b in rule.backends)):
             ipaddress.IPv4Address(ip)
@@ -68,7 +68,7 @@ def render(rules: Sequence[ServiceRule], *, cluster_cidr: str, masquerade_bit: i
     used: set[str] = set()
 
     for rule in rules:
-        _check(rule)
+        check(rule)
         proto = rule.protocol.lower()
         key = hashlib.sha256(f"{rule.protocol}/{rule.name}/{rule.cluster_ip}:{rule.port}".encode()).hexdigest()[:10]
         while key in used:

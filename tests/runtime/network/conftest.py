@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kubevisor.runtime.network import NetworkConfig, NodeNetwork, remove_network, start_network
+from kubevisor.runtime.network.config import RulesBackend
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, links, nftables)")
 
@@ -29,6 +30,9 @@ def leftovers(prefix: str) -> list[str]:
         if os.path.isdir("/run/netns") else []
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     found += [f"nft {t}" for t in tables.split() if t.startswith(prefix)]
+    for table in ("nat", "filter"):
+        saved = subprocess.run(["iptables-nft-save", "-t", table], capture_output=True, text=True).stdout
+        found += [f"iptables {line}" for line in saved.splitlines() if prefix.upper() in line]
     return found
 
 
@@ -39,7 +43,7 @@ def sweep(prefix: str) -> None:
             subprocess.run(["ip", "link", "del", name], capture_output=True)
         elif kind == "netns":
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        else:
+        elif kind == "nft":
             subprocess.run(["nft", "delete", "table", "ip", name], capture_output=True)
 
 
@@ -59,9 +63,17 @@ def config(tmp_path: Path) -> Iterator[NetworkConfig]:
 
 
 @pytest.fixture
-async def network(config: NetworkConfig) -> AsyncIterator[NodeNetwork]:
+def rules_backend() -> RulesBackend:
+    """Overridden (parametrized) where a suite runs against every writer."""
+    return "nftables"
+
+
+@pytest.fixture
+async def network(config: NetworkConfig, rules_backend: RulesBackend) -> AsyncIterator[NodeNetwork]:
     try:
-        yield await start_network(config)
+        net = await start_network(config, rules_backend=rules_backend)
+        assert net.capabilities.rules_backend == rules_backend
+        yield net
     finally:
-        await remove_network(config)
+        await remove_network(config, rules_backend=rules_backend)
         assert leftovers(config.veth_prefix) == [], "remove_network left these"

@@ -9,17 +9,38 @@ import ipaddress
 import random
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 
 import pytest
 
 from kubevisor.runtime.network import NodeNetwork
+from kubevisor.runtime.network.config import RulesBackend
 from kubevisor.runtime.types import PodNetworkInfo, ServiceBackend, ServiceRule
 
 from .podproc import connect, host_connect, tcp_server
 
 PORT = 8080
+
+
+def _nft_tables() -> set[str]:
+    return set(subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.splitlines())
+
+
+@pytest.fixture(params=["nftables", "iptables-nft"])
+def rules_backend(request: pytest.FixtureRequest) -> Iterator[RulesBackend]:
+    """Every test here runs with nftables and with the iptables fallback;
+    the iptables ``nat``/``filter`` tables it had to create go again if empty."""
+    before = _nft_tables()
+    yield request.param
+    for line in sorted(_nft_tables() - before):
+        family, name = line.split()[1:3]
+        rules = subprocess.run(["nft", "list", "table", family, name],
+                               capture_output=True, text=True).stdout
+        if name in ("nat", "filter") and not any(
+                x.strip() and not x.strip().startswith(("table", "chain", "type", "}"))
+                for x in rules.splitlines()):
+            subprocess.run(["nft", "delete", "table", family, name], capture_output=True)
 
 
 def _service_ip(network: NodeNetwork, n: int) -> str:
@@ -109,6 +130,12 @@ async def test_sync_replaces_backends(network: NodeNetwork, backends: list[PodNe
     assert set(got) == {"backend-1", "backend-2"}, got
     await network.proxy.sync([])
     assert await connect(client.netns, _service_ip(network, 10), 80) != ["backend-0"]
-    listing = subprocess.run(["nft", "list", "table", "ip", network.config.nft_table],
-                             capture_output=True, text=True, check=True).stdout
-    assert "dnat" not in listing
+    if network.capabilities.rules_backend == "nftables":
+        listing = subprocess.run(["nft", "list", "table", "ip", network.config.nft_table],
+                                 capture_output=True, text=True, check=True).stdout
+    else:
+        listing = subprocess.run(["iptables-nft-save", "-t", "nat"],
+                                 capture_output=True, text=True, check=True).stdout
+        listing = "\n".join(x for x in listing.splitlines() if network.config.nft_table.upper() in x)
+        assert "-SERVICES" in listing
+    assert "dnat" not in listing.lower()
