@@ -173,12 +173,13 @@ def parse_reference(image: str) -> Reference:
             f"{NAME_TOTAL_LENGTH_MAX} characters",
         )
     if at and not _SHA256_RE.match(digest):
-        algorithm = digest.partition(":")[0]
-        reason = (
-            "invalid checksum digest length"
-            if algorithm == "sha256"
-            else f"unsupported digest algorithm: {algorithm}"
-        )
+        algorithm, _, encoded = digest.partition(":")
+        if algorithm != "sha256":
+            reason = f"unsupported digest algorithm: {algorithm}"
+        elif len(encoded) != 64:
+            reason = "invalid checksum digest length"
+        else:
+            reason = "invalid checksum digest format"
         raise InvalidImageNameError(image, reason)
     return Reference(domain=domain, path=path, tag=tag or ("" if at else DEFAULT_TAG), digest=digest)
 
