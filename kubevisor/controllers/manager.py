@@ -17,6 +17,7 @@ from typing import Any
 from kubevisor.client import Client
 from kubevisor.controllers.daemonset import DaemonSetController
 from kubevisor.controllers.gc import GarbageCollector
+from kubevisor.controllers.job import JobController
 from kubevisor.controllers.namespace import NamespaceController
 from kubevisor.controllers.scheduler import Scheduler
 from kubevisor.controllers.statefulset import StatefulSetController
@@ -34,6 +35,7 @@ async def run_controllers_with(client: Client, stop: asyncio.Event) -> None:
     controllers.append(StatefulSetController(client))
     controllers.append(Scheduler(client))
     controllers.append(DaemonSetController(client))
+    controllers.append(JobController(client))
     tasks = [asyncio.create_task(c.run(), name=type(c).__name__) for c in controllers]
     stopper = asyncio.create_task(stop.wait())
     try:

@@ -6,11 +6,12 @@ test_statefulset*, test_daemonset*, test_job*, test_nodelifecycle*."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kubevisor.client import Client, NotFoundError
+from kubevisor.client import Client, ConflictError, NotFoundError
 
 JSON = dict[str, Any]
 
@@ -85,7 +86,9 @@ def node(name: str, *, labels: dict[str, str] | None = None,
 
 
 async def bind(api: Client, ns: str, name: str, node_name: str) -> None:
-    """What the scheduler does: POST pods/<name>/binding."""
-    await api.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", body={
-        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}})
+    """What the scheduler does: POST pods/<name>/binding (unless the
+    scheduler the manager runs was faster)."""
+    with contextlib.suppress(ConflictError):
+        await api.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", body={
+            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}})

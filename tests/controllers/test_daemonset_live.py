@@ -63,7 +63,6 @@ async def test_one_pod_per_node_follows_nodes_added_removed_and_tainted(api: Cli
     terms = pod["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms[0]["matchFields"][0]["key"] == "metadata.name"
-    assert "nodeName" not in pod["spec"], "the scheduler binds daemon pods"
     keys = {(t["key"], t["effect"]) for t in pod["spec"]["tolerations"]}
     assert {("node.kubernetes.io/not-ready", "NoExecute"),
             ("node.kubernetes.io/unreachable", "NoExecute"),
