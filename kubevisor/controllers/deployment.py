@@ -502,7 +502,7 @@ class DeploymentController:
                                            label_selector=str(selector)))["items"]
         todo = plan(d, owned, pods=pods, now=self._clock())
         await self._apply(d, todo)
-        return Result(requeue_after=todo.requeue_after) if todo.requeue_after else None
+        return Result(requeue_after=todo.requeue_after) if todo.requeue_after is not None else None
 
     async def _apply(self, d: JSON, todo: Plan) -> None:
         ns, name = d["metadata"]["namespace"], d["metadata"]["name"]

@@ -442,7 +442,7 @@ def seconds_to_deadline(d: JSON, status: JSON, now: datetime) -> float | None:
         return None
     deadline = int((d.get("spec") or {}).get("progressDeadlineSeconds") or 0)
     left = (since + timedelta(seconds=deadline) - now).total_seconds()
-    return 0.0 if left < 1 else left + 1
+    return max(left, 0.0) + 1.0  # timestamps are whole seconds: look just after
 
 
 def rollout_status(d: JSON, all_rss: Sequence[JSON | None], new: JSON | None, *,
