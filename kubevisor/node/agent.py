@@ -68,6 +68,7 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
     config = NodeConfig(node_name=name, data_dir=data_dir, pod_cidr=pod_cidr or DEFAULT_POD_CIDR,
                         node_ip=node_ip, max_pods=max_pods, token=conn.token or "",
                         ca_pem=conn.ca_pem or "", **(config_overrides or {}))
+    own = drivers is None
     if drivers is None:
         drivers = await build_drivers(data_dir, pod_cidr=config.pod_cidr or DEFAULT_POD_CIDR,
                                       network_options=network_options)
@@ -91,3 +92,6 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            closer = getattr(drivers.images, "aclose", None)
+            if own and closer is not None:
+                await closer()

@@ -42,7 +42,7 @@ from kubevisor.node.podstate import Blocked, PodState
 from kubevisor.node.podstatus import pod_status
 from kubevisor.node.probes import ContainerProber
 from kubevisor.node.pullsecrets import pull_policy, registry_auth
-from kubevisor.runtime.errors import ImagePullError, RuntimeFailure
+from kubevisor.runtime.errors import ImageError, RuntimeFailure
 from kubevisor.runtime.types import ContainerSpec, Image
 
 if TYPE_CHECKING:
@@ -385,7 +385,14 @@ class PodWorker:
         ref = str(c.get("image", ""))
         name = c["name"]
         policy = pull_policy(c)
-        have = m.images.get(ref)
+        try:
+            have = m.images.get(ref)
+        except ImageError as exc:
+            msg = f'Failed to apply default image tag "{ref}": {exc}'
+            await m.events.emit(pod, "Warning", "InspectFailed", msg, container=name,
+                                init=init)
+            self._fail(name, "InvalidImageName", msg, image=ref)
+            return None
         if have is not None and policy != "Always":
             await m.events.emit(pod, "Normal", "Pulled",
                                 f'Container image "{ref}" already present on machine',
@@ -408,7 +415,7 @@ class PodWorker:
         started = time.monotonic()
         try:
             image = await m.images.pull(ref, auth=registry_auth(secrets) or None)
-        except ImagePullError as exc:
+        except ImageError as exc:
             msg = f'Failed to pull image "{ref}": {exc}'
             await m.events.emit(pod, "Warning", "Failed", msg, container=name, init=init)
             await m.events.emit(pod, "Warning", "Failed", "Error: ErrImagePull",

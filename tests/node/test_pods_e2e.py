@@ -1,0 +1,154 @@
+"""The node agent end to end: real runc/crun through the OCI driver, images
+from a real loopback registry, real pod network namespaces, a real
+in-process apiserver. Root only; slow."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubevisor.client import Client, NotFoundError
+from tests.client.live import Live
+from tests.node.e2e import (
+    HostSetup,
+    agent,
+    busybox_pod,
+    new_setup,
+    pod_where,
+    require_drivers,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def busybox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    require_drivers()
+    from tests.support import images
+    from tests.support.registry import push, running_registry
+
+    with running_registry(tmp_path_factory.mktemp("node-registry")) as reg:
+        yield push(images.build(images.busybox_recipe()), reg, name="node/busybox", tag="1")
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[HostSetup]:
+    require_drivers()
+    s = new_setup(tmp_path / "host")
+    try:
+        yield s
+    finally:
+        await s.cleanup()
+
+
+def _cond(pod: dict[str, Any], type_: str) -> str | None:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return str(c.get("status"))
+    return None
+
+
+def _main(pod: dict[str, Any]) -> dict[str, Any]:
+    return ((pod.get("status") or {}).get("containerStatuses") or [{}])[0]
+
+
+async def test_pod_runs_then_deletes_within_grace(live: Live, api: Client, setup: HostSetup,
+                                                  busybox: str) -> None:
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod("web", busybox, [
+            "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]))
+        pod = await pod_where(api, "web", lambda p: _cond(p, "Ready") == "True")
+        st = pod["status"]
+        assert st["phase"] == "Running"
+        assert ipaddress.ip_address(st["podIP"]) in ipaddress.ip_network(setup.pod_cidr)
+        assert st["hostIP"] == "127.0.0.1"
+        main = _main(pod)
+        assert main["restartCount"] == 0 and main["ready"] and "running" in main["state"]
+        assert main["imageID"].startswith(busybox.rsplit(":", 1)[0] + "@sha256:")
+        events = (await api.list("v1", "Event", namespace="default"))["items"]
+        reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == "web"]
+        for reason in ("Pulling", "Pulled", "Created", "Started"):
+            assert reason in reasons
+        node = await api.get("v1", "Node", "node-e2e")
+        assert node["spec"]["podCIDR"] == setup.pod_cidr
+
+        started = time.monotonic()
+        await api.delete("v1", "Pod", "web", namespace="default")
+
+        async def gone() -> bool:
+            try:
+                await api.get("v1", "Pod", "web", namespace="default")
+            except NotFoundError:
+                return True
+            return False
+
+        await wait_for(gone, timeout=20, what="pod deleted")
+        assert time.monotonic() - started < 5 + 3
+        runtime = (await setup.drivers()).runtime
+        assert not [c for c in await runtime.list()
+                    if c.labels.get("io.kubernetes.pod.name") == "web"]
+
+
+async def test_crash_loop_backoff(live: Live, api: Client, setup: HostSetup,
+                                  busybox: str) -> None:
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod("crash", busybox, ["sh", "-c", "exit 3"]))
+        pod = await pod_where(
+            api, "crash", lambda p: _main(p).get("restartCount", 0) >= 1
+            and ((_main(p).get("state") or {}).get("waiting") or {}).get("reason")
+            == "CrashLoopBackOff", timeout=60)
+        main = _main(pod)
+        assert main["lastState"]["terminated"]["exitCode"] == 3
+        assert main["lastState"]["terminated"]["reason"] == "Error"
+        assert "back-off 10s restarting failed container=main" in \
+            main["state"]["waiting"]["message"]
+        assert pod["status"]["phase"] == "Running"
+        pod = await pod_where(api, "crash", lambda p: _main(p).get("restartCount", 0) >= 2,
+                              timeout=40)
+        events = (await api.list("v1", "Event", namespace="default"))["items"]
+        assert any(e["reason"] == "BackOff" and e["involvedObject"]["name"] == "crash"
+                   for e in events)
+
+
+async def test_exec_readiness_probe_flips_ready(live: Live, api: Client, setup: HostSetup,
+                                                busybox: str) -> None:
+    probe = {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1,
+             "failureThreshold": 1}
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod(
+            "probed", busybox, ["sh", "-c", "sleep 3; touch /tmp/ready; exec sleep 3600"],
+            container={"readinessProbe": probe}))
+        pod = await pod_where(api, "probed", lambda p: _main(p).get("state", {}).get("running"))
+        assert _cond(pod, "Ready") == "False"
+        pod = await pod_where(api, "probed", lambda p: _cond(p, "Ready") == "True", timeout=30)
+        assert _main(pod)["ready"]
+
+
+async def test_new_agent_readopts_running_pod(live: Live, api: Client, setup: HostSetup,
+                                              busybox: str) -> None:
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod("keep", busybox, ["sleep", "3600"]))
+        before = await pod_where(api, "keep", lambda p: _cond(p, "Ready") == "True")
+    # The agent is gone; the container is not.
+    async with agent(live.kubeconfig, setup):
+        await wait_for(lambda: _lease_renewed(api), what="the new agent's lease")
+        after = await pod_where(api, "keep", lambda p: _cond(p, "Ready") == "True")
+        await pod_where(api, "keep", lambda p: True)
+    assert _main(after)["restartCount"] == 0
+    assert _main(after)["containerID"] == _main(before)["containerID"]
+    assert _main(after)["state"] == _main(before)["state"]
+    assert after["status"]["podIP"] == before["status"]["podIP"]
+
+
+async def _lease_renewed(api: Client) -> bool:
+    try:
+        await api.get("coordination.k8s.io/v1", "Lease", "node-e2e", namespace="kube-node-lease")
+    except NotFoundError:
+        return False
+    return True
