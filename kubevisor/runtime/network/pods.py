@@ -133,15 +133,17 @@ class BridgePodNetwork:
 
     def _build(self, pod_id: str, ip: str) -> None:
         name, host_if = self.netns_name(pod_id), self.host_ifname(pod_id)
-        if name not in netns.listnetns(NETNS_DIR):
+        fresh = name not in netns.listnetns(NETNS_DIR)
+        if fresh:
             netns.create(name)
         with netlink.iproute() as ipr:
             netlink.delete_link(ipr, host_if)  # a half-made pair from an earlier attempt
             bridge_idx = netlink.index(ipr, self.config.bridge)
             if bridge_idx is None:
                 raise NetworkError(f"bridge {self.config.bridge} is missing (start() not called?)")
-            with netlink.iproute(name) as ns:
-                netlink.delete_link(ns, POD_IFNAME)
+            if not fresh:
+                with netlink.iproute(name) as ns:
+                    netlink.delete_link(ns, POD_IFNAME)
             ipr.link("add", ifname=host_if, kind="veth",
                      peer={"ifname": POD_IFNAME, "net_ns_fd": name})
             host_idx = netlink.index(ipr, host_if)
