@@ -28,6 +28,7 @@ from kubevisor.apiserver import (
     errors,
     listing,
     namespaces,
+    nodeproxy,
     openapi,
     patching,
     resources,
@@ -74,6 +75,8 @@ class App:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -145,8 +148,9 @@ class App:
                 name = k.decode("latin-1").lower()
                 value = v.decode("latin-1")
                 headers[name] = f"{headers[name]},{value}" if name in headers else value
+            raw_query = scope.get("query_string", b"")
             req = Request(method=scope["method"], path=scope["path"],
-                          query=parse_query(scope.get("query_string", b"")), headers=headers)
+                          query=parse_query(raw_query), headers=headers, raw_query=raw_query)
             resp = await self._public(req)
             if resp is None:
                 req.user = self._authenticate(req)
@@ -172,6 +176,36 @@ class App:
             raw_headers.extend(_warning_headers(req))
         await send({"type": "http.response.start", "status": resp.status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": resp.body})
+
+    async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A WebSocket upgrade: only pods/exec, attach and portforward take
+        one; they are relayed to the pod's node agent (``nodeproxy``). A
+        refusal before the upgrade is a ``kind: Status`` HTTP answer."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        try:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                       for k, v in scope.get("headers") or []}
+            req = Request(method="GET", path=scope["path"], query={}, headers=headers)
+            for proto in scope.get("subprotocols") or []:
+                prefix = "base64url.bearer.authorization.k8s.io."
+                if proto.startswith(prefix) and "authorization" not in headers:
+                    headers["authorization"] = "Bearer " + _b64url(proto[len(prefix):])
+            req.user = self._authenticate(req)
+            info = parse_path(req.path)
+            if (info.kind != "resource" or info.group or info.resource != "pods"
+                    or not info.namespace or not info.name
+                    or info.subresource not in ("exec", "attach", "portforward")):
+                raise errors.path_not_found()
+            query = parse_query(scope.get("query_string", b""))
+            url, client = await nodeproxy.target(self.ctx, info.namespace, info.name,
+                                                 info.subresource, query.get("container", ""))
+            await nodeproxy.relay_websocket(url, client, scope, receive, send)
+        except errors.ApiError as exc:
+            await _refuse_websocket(scope, send, exc)
+        except Exception as exc:
+            log.exception("unhandled error serving websocket %s", scope.get("path"))
+            await _refuse_websocket(scope, send, errors.internal(f"{type(exc).__name__}: {exc}"))
 
     async def _stream(self, resp: StreamResponse, receive: Any, send: Any, req: Request) -> None:
         # No content-length: the server sends the body chunked.
@@ -319,8 +353,18 @@ class App:
                 return await subresources.scale(ctx, req, info, rt, out)
             if sub == "finalize" and rt.group == "" and rt.kind == "Namespace":
                 return await subresources.finalize(ctx, req, info, rt, out)
-            if sub == "binding" and rt.group == "" and rt.kind == "Pod":
-                return await binding.bind_subresource(ctx, req, info, rt, out)
+            if rt.group == "" and rt.kind == "Pod":
+                if sub == "binding":
+                    return await binding.bind_subresource(ctx, req, info, rt, out)
+                if sub == "log":
+                    if method != "GET":
+                        raise errors.method_not_allowed()
+                    return await nodeproxy.pod_log(ctx, req, info.namespace, info.name,
+                                                   req.raw_query)
+                if sub in nodeproxy.STREAM_PATHS:
+                    if method not in ("GET", "POST"):
+                        raise errors.method_not_allowed()
+                    raise errors.bad_request("Upgrade request required")
             raise errors.path_not_found()
         if info.watch or (method == "GET" and req.flag("watch")):
             if method != "GET" or "watch" not in verbs:
@@ -350,6 +394,29 @@ class App:
         if method == "DELETE" and "delete" in verbs:
             return await resources.delete(ctx, req, info, rt, out)
         raise errors.method_not_allowed()
+
+
+def _b64url(text: str) -> str:
+    import base64
+
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except ValueError:
+        return ""
+
+
+async def _refuse_websocket(scope: dict[str, Any], send: Any, exc: errors.ApiError) -> None:
+    """Answer an upgrade with the Status (ASGI's websocket.http.response
+    extension, which uvicorn offers), else close before accepting (403)."""
+    with contextlib.suppress(Exception):
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            body = orjson.dumps(exc.status())
+            await send({"type": "websocket.http.response.start", "status": exc.code,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
 
 
 def _without_namespace(info: RequestInfo) -> RequestInfo:

@@ -17,6 +17,17 @@ class UserInfo:
     uid: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class KubeletClient:
+    """How the apiserver reaches node agents for pod streams (logs, exec,
+    attach, port-forward): their certificates are checked against
+    ``ca_file`` and it presents ``token``."""
+
+    ca_file: str = ""
+    token: str = ""
+    timeout_seconds: float = 10.0
+
+
 @dataclass(slots=True)
 class ServerConfig:
     store: Store
@@ -37,3 +48,5 @@ class ServerConfig:
     # --advertise-address and secure port); unset: no such Service is kept.
     advertise_address: str = ""
     advertise_port: int = 0
+    # Credentials for node agents' stream endpoints; None: pod streams answer 503.
+    kubelet_client: KubeletClient | None = None

@@ -55,7 +55,20 @@ def _resources(rt: ResourceType) -> list[JSON]:
     if rt.group == "" and rt.kind == "Namespace":
         out.append({"name": "namespaces/finalize", "singularName": "", "namespaced": False,
                     "kind": "Namespace", "verbs": ["update"]})
+    if rt.group == "" and rt.kind == "Pod":
+        out.extend({"name": f"pods/{sub}", "singularName": "", "namespaced": True,
+                    "kind": kind, "verbs": list(verbs)} for sub, kind, verbs in POD_SUBRESOURCES)
     return out
+
+
+#: The pod subresources served besides status: (name, kind, verbs), as kube lists them.
+POD_SUBRESOURCES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("attach", "PodAttachOptions", ("create", "get")),
+    ("binding", "Binding", ("create",)),
+    ("exec", "PodExecOptions", ("create", "get")),
+    ("log", "Pod", ("get",)),
+    ("portforward", "PodPortForwardOptions", ("create", "get")),
+)
 
 
 def resource_list(ctx: Context, group: str, version: str) -> bytes | None:
@@ -167,6 +180,9 @@ def _discovery_resource(rt: ResourceType) -> JSON:
         subs.append({"subresource": "status",
                      "responseKind": _kind(rt.group, rt.version, rt.kind),
                      "verbs": list(_SUB_VERBS)})
+    if rt.group == "" and rt.kind == "Pod":
+        subs.extend({"subresource": sub, "responseKind": _kind("", "v1", kind),
+                     "verbs": list(verbs)} for sub, kind, verbs in POD_SUBRESOURCES)
     if subs:
         res["subresources"] = subs
     return res

@@ -36,6 +36,7 @@ class Request:
     body: bytes = b""
     user: UserInfo | None = None
     warnings: list[str] = field(default_factory=list)
+    raw_query: bytes = b""  # as received, for proxying (parse_query keeps one value a name)
 
     @property
     def content_type(self) -> str:

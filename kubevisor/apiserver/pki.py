@@ -201,11 +201,41 @@ def _issue_ca(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
     )
 
 
+def ensure_node_credentials(pki_dir: Path, node_name: str, *,
+                            sans: Iterable[str] = ()) -> tuple[Path, Path, str]:
+    """A serving certificate for node ``node_name``'s agent (signed by the
+    cluster CA made by :func:`ensure_pki`, for ``sans`` plus the defaults)
+    and the token the apiserver presents to node agents: ``(cert, key, token)``.
+    Reused while the names still match, like the apiserver's own."""
+    ca_file, ca_key_file = pki_dir / "ca.crt", pki_dir / "ca.key"
+    assert ca_file.exists() and ca_key_file.exists(), f"{pki_dir}: run ensure_pki first"
+    ca_cert = x509.load_pem_x509_certificate(ca_file.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca_key_file.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey), f"{ca_key_file}: not an EC key"
+    safe = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in node_name)
+    cert_file, key_file = pki_dir / f"node-{safe}.crt", pki_dir / f"node-{safe}.key"
+    names = _dedupe([node_name, *default_sans(), *sans])
+    if not _serving_cert_ok(cert_file, key_file, ca_cert, names):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _issue_serving(key, ca_cert, ca_key, names, common_name=f"system:node:{node_name}")
+        _write(key_file, _key_pem(key), mode=0o600)
+        _write(cert_file, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    token_file = pki_dir / "kubelet-client.token"
+    if token_file.exists() and token_file.read_text().strip():
+        token = token_file.read_text().strip()
+    else:
+        token = secrets.token_urlsafe(32)
+        _write(token_file, token.encode() + b"\n", mode=0o600)
+    return cert_file, key_file, token
+
+
 def _issue_serving(
     key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
     ca_key: ec.EllipticCurvePrivateKey,
     sans: Sequence[str],
+    *,
+    common_name: str = "kube-apiserver",
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     general_names: list[x509.GeneralName] = []
@@ -216,7 +246,7 @@ def _issue_serving(
             general_names.append(x509.DNSName(san))
     return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

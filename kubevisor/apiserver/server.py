@@ -171,7 +171,10 @@ def uvicorn_config(app: ASGIApp, credentials: Credentials) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         http=_http_protocol(),
-        ws="none",
+        # WebSocket upgrades for pods/exec, attach and portforward (nodeproxy);
+        # no compression, as kube-apiserver's streams.
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
         lifespan="auto",
         ssl_certfile=str(credentials.cert_file),
         ssl_keyfile=str(credentials.key_file),
