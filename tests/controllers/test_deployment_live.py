@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from kubevisor.client import Client
-from kubevisor.controllers.podtemplate import SAFE_ALPHABET
 from kubevisor.controllers.podstate import is_ready
+from kubevisor.controllers.podtemplate import SAFE_ALPHABET
 from tests.controllers.nodeplay import eventually, namespace
 from tests.controllers.test_replicaset_live import kubelet
 
