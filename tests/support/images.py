@@ -3,7 +3,9 @@ busybox-static, and cached.
 
 An image is described by a :class:`Recipe` (a list of layer steps plus the
 config); :func:`build` turns it into an OCI image layout directory with one
-tag and returns a :class:`BuiltImage`. Results are cached under the repo's
+tag and returns a :class:`BuiltImage`. Files get one fixed mtime, so equal
+layer steps make byte-identical layers: a :func:`variant` shares its base
+layers with the image it varies, as real images do. Results are cached under the repo's
 ``.cache/test-images/<name>-<key>/`` where ``key`` hashes the recipe, the
 busybox binary and the umoci version, so a changed recipe rebuilds and an
 unchanged one costs nothing (safe across xdist workers: each build happens in
@@ -50,6 +52,7 @@ CACHE_DIR = ROOT / ".cache" / "test-images"
 BUSYBOX = Path("/bin/busybox")
 UMOCI = shutil.which("umoci") or "/usr/bin/umoci"
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
+FIXED_MTIME = 1_704_067_200  # 2024-01-01T00:00:00Z
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class Recipe:
             "recipe": encode({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}),
             "busybox": _file_hash(BUSYBOX),
             "umoci": _umoci_version(),
-            "format": 1,  # bump when build() changes what it makes
+            "format": 2,  # bump when build() changes what it makes
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -185,6 +188,15 @@ def _busybox_tree(root: Path) -> None:
     })  # fmt: skip
 
 
+def _fix_times(root: Path) -> None:
+    """One fixed mtime for every path, so equal layer recipes give equal
+    layers (and images built from one base share its layer)."""
+    for current, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.utime(Path(current) / name, (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
+    os.utime(root, (FIXED_MTIME, FIXED_MTIME))
+
+
 def _build_into(recipe: Recipe, layout: Path, work: Path) -> None:
     image = f"{layout}:{recipe.tag}"
     _run(UMOCI, "init", "--layout", str(layout))
@@ -196,11 +208,13 @@ def _build_into(recipe: Recipe, layout: Path, work: Path) -> None:
             if step.busybox:
                 _busybox_tree(src)
             _write_files(src, step.files)
+            _fix_times(src)
             _run(UMOCI, "insert", "--image", image, str(src), "/")
         elif isinstance(step, Whiteout):
             _run(UMOCI, "insert", "--image", image, "--whiteout", step.path)
         else:
             _write_files(src, step.files)
+            _fix_times(src)
             _run(UMOCI, "insert", "--image", image, "--opaque", str(src), step.path)
     config: list[str] = []
     for value in recipe.env:
