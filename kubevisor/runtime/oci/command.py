@@ -22,8 +22,10 @@ from typing import Any
 
 from kubevisor.runtime.errors import ContainerError, ContainerNotFoundError
 
-_NOT_FOUND = re.compile(r"does not exist|not exist|no such container|container .* not found",
-                        re.IGNORECASE)
+_NOT_FOUND = re.compile(
+    r"does not exist|no such container|container .* not found"
+    r"|error opening file `[^`]*/status`: No such file",  # crun, when its state dir is gone
+    re.IGNORECASE)
 _NOT_RUNNING = re.compile(r"not running|container not running|is not running|process already finished",
                           re.IGNORECASE)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -29,7 +30,7 @@ import tempfile
 import termios
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from kubevisor.runtime.errors import ContainerError
 from kubevisor.runtime.oci.command import RuntimeCommand, clean_stderr
@@ -39,17 +40,31 @@ Chunk = tuple[Literal["stdout", "stderr"], bytes]
 READ_SIZE = 65536
 
 
-def exec_argv(command: RuntimeCommand, container_id: str, args: Sequence[str], *,
-              pid_file: str, tty: bool, env: Mapping[str, str] | None,
-              console_socket: str | None = None) -> list[str]:
-    flags = ["exec", "--pid-file", pid_file]
+def exec_process(base: Mapping[str, Any], args: Sequence[str], *, tty: bool,
+                 env: Mapping[str, str] | None) -> dict[str, Any]:
+    """The process spec of an exec: the container's own process (user, cwd,
+    capabilities, env) with ``args``, ``env`` merged over its env, and a
+    terminal when ``tty``. Passed whole (``--process``) because crun's
+    ``--env`` replaces the environment instead of adding to it."""
+    merged: dict[str, str] = {}
+    for item in base.get("env", []):
+        key, _, value = item.partition("=")
+        merged[key] = value
+    merged.update(env or {})
     if tty:
-        flags.append("--tty")
+        merged.setdefault("TERM", "xterm")
+    process = dict(base)
+    process.update(args=list(args), env=[f"{k}={v}" for k, v in merged.items()], terminal=tty)
+    process.pop("consoleSize", None)
+    return process
+
+
+def exec_argv(command: RuntimeCommand, container_id: str, *, process_file: str,
+              pid_file: str, console_socket: str | None = None) -> list[str]:
+    flags = ["exec", "--process", process_file, "--pid-file", pid_file]
     if console_socket:
         flags += ["--console-socket", console_socket]
-    for key, value in (env or {}).items():
-        flags += ["--env", f"{key}={value}"]
-    return command.argv(*flags, container_id, *args)
+    return command.argv(*flags, container_id)
 
 
 def _kill_pid_file(pid_file: Path) -> None:
@@ -205,23 +220,25 @@ def set_winsize(fd: int, *, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-async def start(command: RuntimeCommand, container_id: str, args: Sequence[str], *,
-                tty: bool, stdin: bool, env: Mapping[str, str] | None,
-                workdir: Path) -> PipeExec | TtyExec:
-    """Start one exec; ``workdir`` (created here) holds its pid file."""
+async def start(command: RuntimeCommand, container_id: str, process: Mapping[str, Any], *,
+                stdin: bool, workdir: Path) -> PipeExec | TtyExec:
+    """Start one exec of ``process`` (see :func:`exec_process`); ``workdir``
+    (created here) holds its process spec and pid file."""
     workdir.mkdir(parents=True)
+    process_file = str(workdir / "process.json")
     pid_file = str(workdir / "pid")
     try:
-        if not tty:
-            argv = exec_argv(command, container_id, args, pid_file=pid_file, tty=False, env=env)
+        Path(process_file).write_text(json.dumps(process))
+        if not process.get("terminal"):
+            argv = exec_argv(command, container_id, process_file=process_file, pid_file=pid_file)
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             return PipeExec(proc, workdir)
         if command.name == "crun":
-            return await _start_console_socket(command, container_id, args, env=env,
+            return await _start_console_socket(command, container_id, process_file=process_file,
                                                workdir=workdir, pid_file=pid_file)
-        return await _start_host_pty(command, container_id, args, env=env,
+        return await _start_host_pty(command, container_id, process_file=process_file,
                                      workdir=workdir, pid_file=pid_file)
     except OSError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -231,12 +248,12 @@ async def start(command: RuntimeCommand, container_id: str, args: Sequence[str],
         raise
 
 
-async def _start_host_pty(command: RuntimeCommand, container_id: str, args: Sequence[str], *,
-                          env: Mapping[str, str] | None, workdir: Path, pid_file: str) -> TtyExec:
+async def _start_host_pty(command: RuntimeCommand, container_id: str, *, process_file: str,
+                          workdir: Path, pid_file: str) -> TtyExec:
     master, slave = os.openpty()
     try:
         set_winsize(master, cols=80, rows=24)
-        argv = exec_argv(command, container_id, args, pid_file=pid_file, tty=True, env=env)
+        argv = exec_argv(command, container_id, process_file=process_file, pid_file=pid_file)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     except BaseException:
@@ -247,9 +264,8 @@ async def _start_host_pty(command: RuntimeCommand, container_id: str, args: Sequ
     return TtyExec(proc, master, workdir, signal_resize=True)
 
 
-async def _start_console_socket(command: RuntimeCommand, container_id: str, args: Sequence[str], *,
-                                env: Mapping[str, str] | None, workdir: Path,
-                                pid_file: str) -> TtyExec:
+async def _start_console_socket(command: RuntimeCommand, container_id: str, *, process_file: str,
+                                workdir: Path, pid_file: str) -> TtyExec:
     # unix socket paths are short (108 bytes): keep this one in a short dir.
     sock_dir = tempfile.mkdtemp(prefix="kv-tty-")
     path = os.path.join(sock_dir, "s")
@@ -258,7 +274,7 @@ async def _start_console_socket(command: RuntimeCommand, container_id: str, args
         server.bind(path)
         server.listen(1)
         server.setblocking(False)
-        argv = exec_argv(command, container_id, args, pid_file=pid_file, tty=True, env=env,
+        argv = exec_argv(command, container_id, process_file=process_file, pid_file=pid_file,
                          console_socket=path)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,

@@ -255,6 +255,12 @@ class OciRuntime:
             raise ContainerError(f"container {container_id} is not running")
         if not args:
             raise ContainerError("exec needs a command")
-        workdir = self.dirs.dir(container_id) / "exec" / uuid.uuid4().hex[:12]
-        return await oci_exec.start(self._command_for(record), container_id, args, tty=tty,
-                                    stdin=stdin, env=env, workdir=workdir)
+        cdir = self.dirs.dir(container_id)
+        try:
+            base = json.loads((cdir / "config.json").read_text())["process"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ContainerError(f"container {container_id}: unreadable config: {exc}") from exc
+        process = oci_exec.exec_process(base, args, tty=tty, env=env)
+        workdir = cdir / "exec" / uuid.uuid4().hex[:12]
+        return await oci_exec.start(self._command_for(record), container_id, process,
+                                    stdin=stdin, workdir=workdir)
