@@ -4,6 +4,7 @@ in-process apiserver. Root only; slow."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -77,6 +78,11 @@ async def test_pod_runs_then_deletes_within_grace(live: Live, api: Client, setup
             assert reason in reasons
         node = await api.get("v1", "Node", "node-e2e")
         assert node["spec"]["podCIDR"] == setup.pod_cidr
+        # Nothing changes: the status is not rewritten.
+        rv = (await api.get("v1", "Pod", "web", namespace="default"))["metadata"]["resourceVersion"]
+        await asyncio.sleep(2.5)
+        again = await api.get("v1", "Pod", "web", namespace="default")
+        assert again["metadata"]["resourceVersion"] == rv
 
         started = time.monotonic()
         await api.delete("v1", "Pod", "web", namespace="default")
@@ -152,3 +158,98 @@ async def _lease_renewed(api: Client) -> bool:
     except NotFoundError:
         return False
     return True
+
+
+async def test_liveness_failure_restarts_container(live: Live, api: Client, setup: HostSetup,
+                                                   busybox: str) -> None:
+    probe = {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1,
+             "failureThreshold": 2}
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod(
+            "sick", busybox, ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; "
+                              "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+            container={"livenessProbe": probe}))
+        pod = await pod_where(api, "sick", lambda p: _main(p).get("restartCount", 0) >= 1,
+                              timeout=40)
+        assert _main(pod)["lastState"]["terminated"]["exitCode"] == 0
+        events = (await api.list("v1", "Event", namespace="default"))["items"]
+        mine = [e for e in events if e["involvedObject"]["name"] == "sick"]
+        assert any(e["reason"] == "Killing" and e["message"]
+                   == "Container main failed liveness probe, will be restarted" for e in mine)
+        assert any(e["reason"] == "Unhealthy" and e["message"].startswith(
+            "Liveness probe failed:") for e in mine)
+
+
+async def test_init_containers_config_error_and_env(live: Live, api: Client, setup: HostSetup,
+                                                    busybox: str) -> None:
+    async with agent(live.kubeconfig, setup):
+        pod = busybox_pod("cfg", busybox, ["sh", "-c", "cat /work/init.txt; echo FOO=$FOO; "
+                                           "cat /etc/cfg/greeting; exec sleep 3600"],
+                          container={
+                              "env": [{"name": "FOO", "valueFrom": {"configMapKeyRef": {
+                                  "name": "settings", "key": "foo"}}}],
+                              "volumeMounts": [{"name": "work", "mountPath": "/work"},
+                                               {"name": "cfg", "mountPath": "/etc/cfg"}]},
+                          initContainers=[{"name": "prep", "image": busybox, "command": [
+                              "sh", "-c", "echo prepared > /work/init.txt"],
+                              "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+                          volumes=[{"name": "work", "emptyDir": {}},
+                                   {"name": "cfg", "configMap": {"name": "settings",
+                                                                 "optional": True}}])
+        await api.create(pod)
+        waiting = await pod_where(
+            api, "cfg", lambda p: ((_main(p).get("state") or {}).get("waiting") or {}).get(
+                "reason") == "CreateContainerConfigError")
+        assert _main(waiting)["state"]["waiting"]["message"] == 'configmap "settings" not found'
+        init = waiting["status"]["initContainerStatuses"][0]
+        assert init["state"]["terminated"]["reason"] == "Completed"
+        assert _cond(waiting, "Initialized") == "True"
+        await api.create({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "settings", "namespace": "default"},
+                          "data": {"foo": "bar", "greeting": "hello"}})
+        await pod_where(api, "cfg", lambda p: _cond(p, "Ready") == "True", timeout=40)
+        log = setup.root / "node" / "pods" / waiting["metadata"]["uid"] / "logs" / "main" / "0.log"
+        text = await wait_for(lambda: _read_when(log, "hello"), what="container log")
+        assert "prepared" in text and "FOO=bar" in text
+
+
+async def _read_when(path: Path, needle: str) -> str | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return text if needle in text else None
+
+
+async def test_orphans_removed_at_start(live: Live, api: Client, setup: HostSetup,
+                                        busybox: str) -> None:
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod("orphan", busybox, ["sleep", "3600"]))
+        pod = await pod_where(api, "orphan", lambda p: _cond(p, "Ready") == "True")
+    await api.delete("v1", "Pod", "orphan", namespace="default", grace_period_seconds=0)
+    uid = pod["metadata"]["uid"]
+    runtime = (await setup.drivers()).runtime
+    assert [c for c in await runtime.list() if c.labels.get("io.kubernetes.pod.uid") == uid]
+    async with agent(live.kubeconfig, setup):
+        async def cleaned() -> bool:
+            return not [c for c in await runtime.list()
+                        if c.labels.get("io.kubernetes.pod.uid") == uid]
+        await wait_for(cleaned, timeout=30, what="orphan containers removed")
+        assert not (setup.root / "node" / "pods" / uid).exists()
+
+
+async def test_image_pull_failure(live: Live, api: Client, setup: HostSetup,
+                                  busybox: str) -> None:
+    missing = busybox.rsplit(":", 1)[0] + ":nope"
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod("nopull", missing, ["sleep", "1"]))
+        pod = await pod_where(
+            api, "nopull", lambda p: ((_main(p).get("state") or {}).get("waiting") or {}).get(
+                "reason") == "ImagePullBackOff", timeout=30)
+        assert _main(pod)["state"]["waiting"]["message"] == f'Back-off pulling image "{missing}"'
+        assert pod["status"]["phase"] == "Pending"
+        events = (await api.list("v1", "Event", namespace="default"))["items"]
+        msgs = [e["message"] for e in events if e["involvedObject"]["name"] == "nopull"]
+        assert f'Pulling image "{missing}"' in msgs
+        assert "Error: ErrImagePull" in msgs
+        assert any(m.startswith(f'Failed to pull image "{missing}": ') for m in msgs)
