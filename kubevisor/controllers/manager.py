@@ -19,6 +19,7 @@ from kubevisor.controllers.daemonset import DaemonSetController
 from kubevisor.controllers.gc import GarbageCollector
 from kubevisor.controllers.job import JobController
 from kubevisor.controllers.namespace import NamespaceController
+from kubevisor.controllers.nodelifecycle import NodeLifecycleController
 from kubevisor.controllers.scheduler import Scheduler
 from kubevisor.controllers.statefulset import StatefulSetController
 
@@ -36,6 +37,7 @@ async def run_controllers_with(client: Client, stop: asyncio.Event) -> None:
     controllers.append(Scheduler(client))
     controllers.append(DaemonSetController(client))
     controllers.append(JobController(client))
+    controllers.append(NodeLifecycleController(client))
     tasks = [asyncio.create_task(c.run(), name=type(c).__name__) for c in controllers]
     stopper = asyncio.create_task(stop.wait())
     try:
