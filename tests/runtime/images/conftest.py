@@ -1,7 +1,7 @@
 """Fixtures of the image store suites.
 
-``registry`` / ``auth_registry``: real ``docker-registry`` processes on
-loopback (session scope, from ``tests/support/registry.py``); ``store``: a
+``registry`` / ``auth_registry`` (htpasswd) / ``token_registry`` (Bearer
+tokens): real ``docker-registry`` processes on loopback (session scope, from ``tests/support/registry.py``); ``store``: a
 fresh :class:`LocalImageStore` in the test's tmp dir; ``busybox_image`` and
 ``httpd_image``: OCI layouts built with umoci (``tests/support/images.py``,
 cached under ``.cache/test-images``); ``repo``: a repository name unique to
@@ -19,9 +19,9 @@ import pytest
 
 from kubevisor.runtime.images import LocalImageStore
 from tests.support.images import BuiltImage, build, busybox_recipe, httpd_recipe
-from tests.support.registry import auth_registry, registry
+from tests.support.registry import auth_registry, registry, token_registry
 
-__all__ = ["auth_registry", "registry"]
+__all__ = ["auth_registry", "registry", "token_registry"]
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (owners, device nodes, mounts)")
 

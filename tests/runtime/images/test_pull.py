@@ -158,6 +158,23 @@ async def test_basic_auth(store: LocalImageStore, auth_registry: Registry,
     assert store.get(ref) == image
 
 
+async def test_bearer_token_auth(store: LocalImageStore, token_registry: Registry,
+                                 busybox_image: BuiltImage, repo: str) -> None:  # fmt: skip
+    """The registry answers 401 with a Bearer challenge; the client fetches a
+    token from the realm (anonymously, or with the credentials as Basic auth)."""
+    tokens = token_registry.token_server
+    assert tokens is not None
+    ref = push(busybox_image, token_registry, name=repo)
+    with pytest.raises(ImagePullError) as info:
+        await store.pull(ref)  # an anonymous token grants nothing here
+    assert "pull access denied, repository does not exist or may require authorization" in str(info.value)
+
+    before = tokens.issued
+    image = await store.pull(ref, auth={token_registry.host: RegistryAuth(AUTH_USER, AUTH_PASSWORD)})
+    assert image.id == busybox_image.config_digest()
+    assert tokens.issued == before + 1  # one token serves the manifest and every blob
+
+
 @pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")
 async def test_index_picks_linux_amd64(store: LocalImageStore, registry: Registry, tmp_path: Path,
                                        busybox_image: BuiltImage, httpd_image: BuiltImage, repo: str) -> None:  # fmt: skip

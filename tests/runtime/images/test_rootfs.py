@@ -16,7 +16,16 @@ from kubevisor.runtime.images import LocalImageStore
 from kubevisor.runtime.images.rootfs import mount_points
 from kubevisor.runtime.types import Image
 from tests.runtime.images.conftest import needs_root
-from tests.support.images import BuiltImage, Files, Opaque, Recipe, Whiteout, build, oci_archive
+from tests.support.images import (
+    BuiltImage,
+    Files,
+    Opaque,
+    Recipe,
+    Whiteout,
+    build,
+    httpd_recipe,
+    oci_archive,
+)
 
 pytestmark = needs_root
 
@@ -135,3 +144,21 @@ async def test_failed_prepare_leaves_nothing(tmp_path: Path, store: LocalImageSt
     assert (root / "bin" / "busybox").is_file() and not _mounted_under(tmp_path)
     await store_no_overlay.release_rootfs(str(tmp_path / "copy"))
     assert not (tmp_path / "copy").exists()
+
+
+async def test_httpd_image_serves_its_hostname(tmp_path: Path, store: LocalImageStore) -> None:
+    """The shared test image (tests/support/images.py) does what the e2e
+    tests rely on: run in fresh net and UTS namespaces (loopback only), it
+    serves a page naming its host and version on port 80."""
+    image = await _import(store, build(httpd_recipe("7")), tmp_path, "httpd:7")
+    assert image.config.exposed_ports == ("80/tcp",)
+    root = await store.prepare_rootfs(image, str(tmp_path / "web"))
+    try:
+        script = ("mknod -m 666 /dev/null c 1 3; ip link set lo up; hostname web-1; "
+                  f"{' '.join(image.config.cmd)} & for i in 1 2 3 4 5 6 7 8 9 10; do "
+                  "wget -qO- http://127.0.0.1/ && break; sleep 0.2; done; kill $!")  # fmt: skip
+        result = subprocess.run(["unshare", "--net", "--uts", "chroot", root, "/bin/sh", "-c", script],
+                                capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert "<h1>web-1</h1><p>version 7</p>" in result.stdout, result.stderr
+    finally:
+        await store.release_rootfs(str(tmp_path / "web"))
