@@ -1,7 +1,7 @@
 """Decoding of ``application/vnd.kubernetes.protobuf`` request bodies.
 
 kubectl's typed clients (``kubectl create namespace|configmap|secret|
-serviceaccount|deployment|service|role|rolebinding|clusterrole|
+serviceaccount|deployment|job|service|role|rolebinding|clusterrole|
 clusterrolebinding|quota`` and typed deletes) send bodies in Kubernetes'
 protobuf envelope: the magic ``k8s\\0`` then a ``runtime.Unknown`` message
 (typeMeta, raw object bytes). Responses are always JSON (those clients
@@ -65,6 +65,14 @@ _MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
                        7: ("paused", "b"), 9: ("progressDeadlineSeconds", "i!")},
     "DeploymentStrategy": {1: ("type", "s"), 2: ("rollingUpdate", "RollingUpdateDeployment")},
     "RollingUpdateDeployment": {1: ("maxUnavailable", "ios"), 2: ("maxSurge", "ios")},
+    "Job": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
+    "JobSpec": {1: ("parallelism", "i!"), 2: ("completions", "i!"),
+                3: ("activeDeadlineSeconds", "i!"), 4: ("selector", "LabelSelector"),
+                5: ("manualSelector", "b!"), 6: ("template", "PodTemplateSpec"),
+                7: ("backoffLimit", "i!"), 8: ("ttlSecondsAfterFinished", "i!"),
+                9: ("completionMode", "s"), 10: ("suspend", "b!"),
+                12: ("backoffLimitPerIndex", "i!"), 13: ("maxFailedIndexes", "i!"),
+                14: ("podReplacementPolicy", "s"), 15: ("managedBy", "s")},
     "LabelSelector": {1: ("matchLabels", "ms"),
                       2: ("matchExpressions", "*LabelSelectorRequirement")},
     "LabelSelectorRequirement": {1: ("key", "s"), 2: ("operator", "s"), 3: ("values", "*s")},

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kubevisor.client import Client, ConflictError, NotFoundError
@@ -92,3 +94,20 @@ async def bind(api: Client, ns: str, name: str, node_name: str) -> None:
         await api.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", body={
             "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}})
+
+
+KUBECTL = "/usr/bin/kubectl"
+
+
+async def kubectl(kubeconfig: Path, *args: str, timeout: float = 60.0) -> str:
+    """The real kubectl on the ``api`` fixture's server (its kubeconfig is
+    ``tmp_path / "kubeconfig"``), run without blocking the server's loop."""
+    home = kubeconfig.parent / "home"
+    home.mkdir(exist_ok=True)
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+             "KUBECONFIG": str(kubeconfig)})
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode == 0, f"kubectl {' '.join(args)}: {err.decode()}"
+    return out.decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from pathlib import Path
 from typing import Any
 
 from kubevisor.client import Client
@@ -13,6 +14,7 @@ from tests.controllers.nodeplay import (
     bind,
     eventually,
     finish_deletions,
+    kubectl,
     namespace,
     node,
     pods,
@@ -161,3 +163,24 @@ async def test_rolling_update_respects_max_unavailable(api: Client) -> None:
         max_seen = max(max_seen, down)
         await schedule_and_run()
     assert max_seen == 1, f"{max_seen} nodes were without an available pod at once"
+
+
+async def test_kubectl_rollout_status(api: Client, tmp_path: Path) -> None:
+    await namespace(api, NS)
+    for name in ("k1", "k2"):
+        await api.create(node(name))
+    await api.create(daemonset())
+    rollout = asyncio.create_task(kubectl(
+        tmp_path / "kubeconfig", "-n", NS, "rollout", "status", "daemonset/agent",
+        "--timeout=60s"))
+    while not rollout.done():  # scheduler and agent
+        for name, pod in (await pods(api, NS, "app=agent")).items():
+            if not pod["spec"].get("nodeName"):
+                await bind(api, NS, name, target_node(pod))
+            if pod.get("status", {}).get("phase") != "Running":
+                await run_ready(api, NS, name)
+        await asyncio.sleep(0.1)
+    out = await rollout
+    assert 'daemon set "agent" successfully rolled out' in out, out
+    table = await kubectl(tmp_path / "kubeconfig", "-n", NS, "get", "daemonset", "agent")
+    assert table.splitlines()[1].split()[:6] == ["agent", "2", "2", "2", "2", "2"], table

@@ -4,12 +4,13 @@ agent (reports pods Succeeded/Failed through the status subresource)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kubevisor.client import Client, NotFoundError
-from tests.controllers.nodeplay import eventually, namespace, pods, set_phase
+from tests.controllers.nodeplay import eventually, kubectl, namespace, pods, set_phase
 
 NS = "jobs"
 
@@ -166,3 +167,28 @@ async def test_deadline_suspend_and_ttl(api: Client) -> None:
         return False
 
     await eventually(job_gone, what="deleted after its TTL")
+
+
+async def test_kubectl_create_wait_and_get(api: Client, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    await namespace(api, NS)
+    resources = await kubectl(kubeconfig, "api-resources")
+    rows = {line.split()[0]: line.split()[1:] for line in resources.splitlines()[1:]}
+    assert rows["jobs"] == ["batch/v1", "true", "Job"], rows.get("jobs")
+    assert rows["controllerrevisions"] == ["apps/v1", "true", "ControllerRevision"]
+    await kubectl(kubeconfig, "-n", NS, "create", "job", "hello", "--image=busybox", "--",
+                  "true")
+    wait = asyncio.create_task(kubectl(kubeconfig, "-n", NS, "wait", "--for=condition=complete",
+                                       "job/hello", "--timeout=60s"))
+    [(name, created)] = (await eventually(lambda: count_active(api, "hello", 1))).items()
+    # kubectl sent the Job as protobuf: the template came through whole
+    container = created["spec"]["containers"][0]
+    assert (container["image"], container["command"]) == ("busybox", ["true"])
+    assert created["spec"]["restartPolicy"] == "Never"
+    table = await kubectl(kubeconfig, "-n", NS, "get", "jobs")
+    assert table.splitlines()[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert table.splitlines()[1].split()[:3] == ["hello", "Running", "0/1"], table
+    await set_phase(api, NS, name, "Succeeded", exit_code=0)
+    assert "job.batch/hello condition met" in await wait
+    table = await kubectl(kubeconfig, "-n", NS, "get", "jobs", "hello")
+    assert table.splitlines()[1].split()[:3] == ["hello", "Complete", "1/1"], table

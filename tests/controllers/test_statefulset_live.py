@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from pathlib import Path
 from typing import Any
 
 from kubevisor.client import Client
-from tests.controllers.nodeplay import eventually, finish_deletions, namespace, pods, run_ready
+from tests.controllers.nodeplay import (
+    eventually,
+    finish_deletions,
+    kubectl,
+    namespace,
+    pods,
+    run_ready,
+)
 
 NS = "sts"
 LABELS = {"app": "web"}
@@ -190,3 +198,23 @@ async def _has_at_least(api: Client, expected: set[str]) -> bool:
 async def _terminating(api: Client, name: str) -> bool:
     pod = (await pods(api, NS)).get(name)
     return pod is not None and bool(pod["metadata"].get("deletionTimestamp"))
+
+
+async def test_kubectl_rollout_status(api: Client, tmp_path: Path) -> None:
+    await namespace(api, NS)
+    await api.create(statefulset(replicas=2))
+    rollout = asyncio.create_task(kubectl(
+        tmp_path / "kubeconfig", "-n", NS, "rollout", "status", "statefulset/web",
+        "--timeout=60s"))
+    while not rollout.done():  # the agent: every pod it is given runs and is ready
+        for name, pod in (await pods(api, NS)).items():
+            if pod.get("status", {}).get("phase") != "Running":
+                await run_ready(api, NS, name)
+        await asyncio.sleep(0.1)
+    out = await rollout
+    # kubectl says "partitioned" whenever rollingUpdate is set (the server defaults it)
+    assert "partitioned roll out complete: 2 new pods have been updated" in out, out
+    table = await kubectl(tmp_path / "kubeconfig", "-n", NS, "get", "statefulset", "web")
+    assert table.splitlines()[1].split()[:2] == ["web", "2/2"], table
+    history = await kubectl(tmp_path / "kubeconfig", "-n", NS, "get", "controllerrevisions")
+    assert "statefulset.apps/web" in history, history
