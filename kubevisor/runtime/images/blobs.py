@@ -92,13 +92,16 @@ class BlobStore:
     def size(self, digest: str) -> int:
         return self.path(digest).stat().st_size
 
+    def begin(self, digest: str) -> BlobWriter:
+        """A writer for blob ``digest``; the caller commits or aborts it."""
+        return BlobWriter(self.tmp_dir / f"{uuid.uuid4().hex}", self.path(digest), digest)
+
     @contextlib.contextmanager
     def writer(self, digest: str) -> Iterator[BlobWriter]:
         """A writer committed when the block ends normally (raising
         :class:`DigestMismatchError` if the bytes are wrong), discarded if it
         raises."""
-        final = self.path(digest)
-        writer = BlobWriter(self.tmp_dir / f"{uuid.uuid4().hex}", final, digest)
+        writer = self.begin(digest)
         try:
             yield writer
             writer.commit()

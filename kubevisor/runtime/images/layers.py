@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gzip
 import hashlib
 import os
@@ -46,6 +47,7 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _CHUNK = 1 << 20
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class _HashingReader:
@@ -237,6 +239,16 @@ def unpack_layer(blob: Path, dest: Path, *, diff_id: str) -> None:
         _set_attrs(path, member)
 
 
+def _syncfs(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs {path}: {os.strerror(code)}")
+    finally:
+        os.close(fd)
+
+
 class LayerStore:
     """The unpacked layers of one image store; each unpacked at most once,
     also when several pulls ask for it at the same time."""
@@ -275,6 +287,7 @@ class LayerStore:
         work.mkdir(mode=0o755)
         try:
             unpack_layer(blob, work, diff_id=diff_id)
+            _syncfs(work)  # the files are on disk before the layer looks whole
             os.rename(work, final)
         except OSError as exc:
             if final.is_dir():  # another process unpacked it first

@@ -185,13 +185,15 @@ def prepare(layers: Sequence[Path], dest: Path, *, overlay: bool = True) -> Path
     try:
         for path in (dest, upper, work):
             path.mkdir(mode=0o755, exist_ok=True)
-        if overlay and not (target.exists() and any(target.iterdir())):
+        if overlay:
+            if target.exists() and any(target.iterdir()):
+                _remove(target)  # not ours to keep: neither our mount nor a finished copy
             target.mkdir(mode=0o755, exist_ok=True)
             try:
                 _mount_overlay(list(reversed(layers)), upper, work, target)
                 return target
             except (OSError, ValueError):
-                target.rmdir()
+                target.rmdir()  # no overlayfs here: copy instead
         _remove(target)
         copy_layers(layers, target)
         return target
@@ -211,8 +213,9 @@ def release(dest: Path) -> None:
     try:
         if is_mounted(target):
             _umount(target)
-        if is_mounted(target):
-            raise ImageError(f"{target} is still mounted")
+        left = sorted(m for m in mount_points() if m == str(dest) or m.startswith(f"{dest}/"))
+        if left:  # never delete through a mount
+            raise ImageError(f"releasing the root filesystem at {dest}: still mounted: {', '.join(left)}")
         _remove(dest)
     except OSError as exc:
         raise ImageError(f"releasing the root filesystem at {dest}: {exc}") from exc

@@ -226,11 +226,14 @@ class LocalImageStore:
         async def download() -> None:
             if self._blobs.has(desc.digest):
                 return
+            writer = self._blobs.begin(desc.digest)
             try:
-                with self._blobs.writer(desc.digest) as writer:
-                    await client.blob(desc.digest, writer.write, size=desc.size, progress=progress)
+                await client.blob(desc.digest, writer.write, size=desc.size, progress=progress)
+                await asyncio.to_thread(writer.commit)  # fsync off the event loop
             except DigestMismatchError as exc:
                 raise ImagePullError(f"{failed}: failed to copy: {desc.digest}: {exc}") from exc
+            finally:
+                writer.abort()  # a no-op once committed
 
         await self._blob_flight.run(desc.digest, download)
 
