@@ -265,10 +265,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def push(image: BuiltImage | Path, registry: Registry, *, name: str, tag: str | None = None,
-         src_tag: str | None = None) -> str:  # fmt: skip
+         src_tag: str | None = None, docker_format: bool = False, all_platforms: bool = False) -> str:  # fmt: skip
     """Copy an OCI layout (a :class:`BuiltImage`, or a layout directory and
     ``src_tag``) to ``registry`` as ``name:tag``; returns the pushed reference
-    (``127.0.0.1:PORT/name:tag``)."""
+    (``127.0.0.1:PORT/name:tag``). ``docker_format`` converts to Docker
+    schema2 manifests (and manifest lists); ``all_platforms`` copies every
+    entry of an index (``skopeo copy --all``)."""
     if isinstance(image, BuiltImage):
         layout, src_tag = image.layout, src_tag or image.tag
     else:
@@ -276,6 +278,10 @@ def push(image: BuiltImage | Path, registry: Registry, *, name: str, tag: str | 
     assert src_tag, "push() of a layout directory needs src_tag"
     ref = registry.ref(name, tag or src_tag)
     args = [SKOPEO, "copy", "--quiet", "--dest-tls-verify=false"]
+    if docker_format:
+        args.append("--format=v2s2")
+    if all_platforms:
+        args.append("--all")
     if registry.auth:
         args.append(f"--dest-creds={registry.auth[0]}:{registry.auth[1]}")
     result = subprocess.run([*args, f"oci:{layout}:{src_tag}", f"docker://{ref}"],

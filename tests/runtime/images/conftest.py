@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from kubevisor.runtime.images import LocalImageStore
-from tests.support.images import BuiltImage, build, busybox_recipe, httpd_recipe
+from tests.support.images import BuiltImage, Recipe, build, busybox_recipe, httpd_recipe
 from tests.support.registry import auth_registry, registry, token_registry
 
 __all__ = ["auth_registry", "registry", "token_registry"]
@@ -33,14 +33,20 @@ async def store(tmp_path: Path) -> AsyncIterator[LocalImageStore]:
     await s.aclose()
 
 
+def _build_as_root(recipe: Recipe) -> BuiltImage:
+    if os.geteuid() != 0:
+        pytest.skip("building test images with umoci needs root (it keeps file owners)")
+    return build(recipe)
+
+
 @pytest.fixture(scope="session")
 def busybox_image() -> BuiltImage:
-    return build(busybox_recipe())
+    return _build_as_root(busybox_recipe())
 
 
 @pytest.fixture(scope="session")
 def httpd_image() -> BuiltImage:
-    return build(httpd_recipe())
+    return _build_as_root(httpd_recipe())
 
 
 @pytest.fixture

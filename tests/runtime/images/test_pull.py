@@ -9,17 +9,17 @@ import hashlib
 import json
 import shutil
 import socket
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kubevisor.runtime.errors import ImageNotFoundError, ImagePullError
 from kubevisor.runtime.images import InvalidImageNameError, LocalImageStore
 from kubevisor.runtime.types import RegistryAuth
-from tests.support.images import SKOPEO, BuiltImage
+from tests.support.images import BuiltImage
 from tests.support.registry import AUTH_PASSWORD, AUTH_USER, Registry, push
 
 
@@ -175,9 +175,32 @@ async def test_bearer_token_auth(store: LocalImageStore, token_registry: Registr
     assert tokens.issued == before + 1  # one token serves the manifest and every blob
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")
+def _registry_manifest(reg: Registry, repo: str, reference: str) -> tuple[str, dict, str]:
+    """(content type, document, digest) of a manifest as the registry serves it."""
+    accept = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+              "application/vnd.docker.distribution.manifest.list.v2+json, "
+              "application/vnd.docker.distribution.manifest.v2+json")  # fmt: skip
+    answer = httpx.get(f"{reg.url}/v2/{repo}/manifests/{reference}", headers={"Accept": accept})
+    answer.raise_for_status()
+    return answer.headers["content-type"], answer.json(), "sha256:" + hashlib.sha256(answer.content).hexdigest()
+
+
+async def test_docker_schema2_manifest(store: LocalImageStore, registry: Registry,
+                                       httpd_image: BuiltImage, repo: str) -> None:  # fmt: skip
+    ref = push(httpd_image, registry, name=repo, docker_format=True)
+    content_type, _, digest = _registry_manifest(registry, repo, "1")
+    assert content_type == "application/vnd.docker.distribution.manifest.v2+json"
+    image = await store.pull(ref)
+    assert image.config.cmd == ("/usr/local/bin/httpd-start",)
+    assert image.config.exposed_ports == ("80/tcp",)
+    assert image.digest == digest
+    assert store.get(ref) == image
+
+
+@pytest.mark.parametrize("docker_format", [False, True], ids=["oci-index", "docker-manifest-list"])
 async def test_index_picks_linux_amd64(store: LocalImageStore, registry: Registry, tmp_path: Path,
-                                       busybox_image: BuiltImage, httpd_image: BuiltImage, repo: str) -> None:  # fmt: skip
+                                       busybox_image: BuiltImage, httpd_image: BuiltImage, repo: str,
+                                       docker_format: bool) -> None:  # fmt: skip
     """An index whose linux/arm64 entry is httpd and linux/amd64 entry is
     busybox, pushed with ``skopeo copy --all``: the pull takes busybox."""
     layout = tmp_path / "multi"
@@ -198,13 +221,21 @@ async def test_index_picks_linux_amd64(store: LocalImageStore, registry: Registr
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.index.v1+json", "digest": index_digest, "size": len(index),
         "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))  # fmt: skip
-    ref = registry.ref(repo, "multi")
-    subprocess.run([SKOPEO, "copy", "--quiet", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi",
-                    f"docker://{ref}"], check=True, capture_output=True)  # fmt: skip
+    ref = push(layout, registry, name=repo, src_tag="multi", all_platforms=True, docker_format=docker_format)  # fmt: skip
+    content_type, pushed, pushed_digest = _registry_manifest(registry, repo, "multi")
+    assert content_type == ("application/vnd.docker.distribution.manifest.list.v2+json" if docker_format
+                            else "application/vnd.oci.image.index.v1+json")  # fmt: skip
 
     image = await store.pull(ref)
-    assert image.digest == index_digest  # the name's digest, as `docker pull` shows it
-    assert image.id == busybox_image.config_digest()
+    # the name's digest (the index), as `docker pull` shows it
+    assert image.digest == pushed_digest
+    assert (pushed_digest == index_digest) is not docker_format
+    amd64 = next(m for m in pushed["manifests"] if m["platform"]["architecture"] == "amd64")
+    hex_ = amd64["digest"].removeprefix("sha256:")
+    assert (store.root / "blobs" / "sha256" / hex_).is_file()
+    assert image.config.cmd == ("sh",)
+    if not docker_format:
+        assert image.id == busybox_image.config_digest()
     httpd_layers = {layer["digest"] for layer in _manifest(httpd_image)["layers"]}
     busybox_layers = {layer["digest"] for layer in _manifest(busybox_image)["layers"]}
     assert not set(registry.blob_gets(repo)) & (httpd_layers - busybox_layers)
