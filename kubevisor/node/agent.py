@@ -3,8 +3,8 @@
 Connects to the API with a kubeconfig, builds the runtime drivers (the
 OCI runtime, the image store under ``<data-dir>/images``, the pod network
 under ``<data-dir>/network``) unless a caller hands them in, then runs
-node registration with its Lease heartbeat and the pod manager until
-``stop`` is set. Stopping leaves every container running: a new agent on
+node registration with its Lease heartbeat, the pod manager and (when the
+host has a proxy driver) the service proxy until ``stop`` is set. Stopping leaves every container running: a new agent on
 the same data dir re-adopts them (restartCount unchanged). Called by
 ``kubevisor up`` (for the local host) and ``kubevisor join``.
 """
@@ -79,6 +79,10 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
                           network=drivers.network, host_ip=node_ip)
         tasks = [asyncio.create_task(registrar.run(), name="node-registration"),
                  asyncio.create_task(pods.run(), name="node-pods")]
+        if drivers.proxy is not None:
+            from kubevisor.node.serviceproxy import ServiceProxyController
+            proxy = ServiceProxyController(client, drivers.proxy)
+            tasks.append(asyncio.create_task(proxy.run(), name="node-service-proxy"))
         stopper = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)

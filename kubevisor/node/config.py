@@ -30,6 +30,8 @@ class NodeConfig:
     lease_renew_seconds: float = 10.0
     status_report_seconds: float = 300.0
     status_check_seconds: float = 10.0
+    #: How often configMap/secret/downwardAPI/projected volume files are refreshed.
+    volume_resync_seconds: float = 60.0
     #: The admin token put into projected service-account token volumes when
     #: the apiserver offers no TokenRequest.
     token: str = ""

@@ -7,6 +7,8 @@ runtime and the network already hold (containers labelled with a pod
 uid, pod namespaces) and, once the informer has synced, starts a worker
 for each of those too: a pod still in the API is re-adopted as it runs
 (restartCount unchanged), a pod that is gone is torn down (orphans).
+Every second it relists the containers (kubelet's PLEG) and wakes the
+workers of pods whose containers changed (an exit, say).
 Started by :func:`kubevisor.node.agent.run_node`.
 """
 
@@ -24,7 +26,14 @@ from kubevisor.node.containers import by_pod
 from kubevisor.node.events import EventRecorder
 from kubevisor.node.probes import ProbeResults
 from kubevisor.node.worker import PodWorker
-from kubevisor.runtime.types import ContainerRuntime, ImageStore, PodNetwork, PodNetworkInfo
+from kubevisor.runtime.errors import RuntimeFailure
+from kubevisor.runtime.types import (
+    ContainerRuntime,
+    ContainerState,
+    ImageStore,
+    PodNetwork,
+    PodNetworkInfo,
+)
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -33,7 +42,7 @@ log = logging.getLogger(__name__)
 class PodManager:
     def __init__(self, client: Client, config: NodeConfig, *, runtime: ContainerRuntime,
                  images: ImageStore, network: PodNetwork, host_ip: str,
-                 clock: Clock = wall) -> None:
+                 clock: Clock = wall, relist_seconds: float = 1.0) -> None:
         self.client = client
         self.config = config
         self.runtime = runtime
@@ -53,6 +62,9 @@ class PodManager:
                                  field_selector=f"spec.nodeName={config.node_name}")
         self.informer.add_handler(self._on_event)
         self._started = False
+        #: The last relist: pod uid -> container id -> state.
+        self.index: dict[str, dict[str, ContainerState]] = {}
+        self.relist_seconds = relist_seconds
 
     def _on_event(self, etype: str, obj: JSON, old: JSON | None) -> None:
         uid = (obj.get("metadata") or {}).get("uid")
@@ -94,24 +106,53 @@ class PodManager:
                 del self.workers[worker.uid]
             self._finalized.discard(worker.uid)
 
+    @staticmethod
+    def _summary(states: dict[str, ContainerState]) -> dict[str, tuple[str, int | None]]:
+        return {cid: (s.status, s.exit_code) for cid, s in states.items()}
+
+    async def relist(self) -> set[str]:
+        """Read every container (kubelet's PLEG relist); wake the workers of
+        pods whose containers changed; returns their uids."""
+        fresh: dict[str, dict[str, ContainerState]] = {}
+        for uid, states in by_pod(await self.runtime.list()).items():
+            fresh[uid] = {s.id: s for s in states}
+        changed = {uid for uid in {*fresh, *self.index}
+                   if self._summary(fresh.get(uid, {})) != self._summary(self.index.get(uid, {}))}
+        self.index = fresh
+        if self._started:
+            for uid in changed:
+                self.poke(uid)
+        return changed
+
+    async def _relist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.relist_seconds)
+            try:
+                await self.relist()
+            except RuntimeFailure as exc:
+                log.warning("node %s: relisting containers failed: %s",
+                            self.config.node_name, exc)
+
     async def run(self) -> None:
-        """Re-adopt, then follow the API until cancelled."""
+        """Re-adopt, then follow the API and the runtime until cancelled."""
         self.networks.update(await self.network.list_pods())
-        existing = by_pod(await self.runtime.list())
+        await self.relist()
         informer = asyncio.create_task(self.informer.run(), name="pod-informer")
+        pleg: asyncio.Task[None] | None = None
         try:
             await self.informer.synced.wait()
             self._started = True
-            for uid in {*self.pods, *existing, *self.networks}:
+            for uid in {*self.pods, *self.index, *self.networks}:
                 self.poke(uid)
-            log.info("node %s: %d pods bound, %d found running on the host",
-                     self.config.node_name, len(self.pods), len(existing))
-            await informer
+            log.info("node %s: %d pods bound, %d found on the host",
+                     self.config.node_name, len(self.pods), len(self.index))
+            pleg = asyncio.create_task(self._relist_loop(), name="pod-relist")
+            await asyncio.gather(informer, pleg)
         finally:
-            informer.cancel()
             workers = [w.task for w in self.workers.values() if w.task is not None]
-            for t in workers:
+            tasks = [t for t in (informer, pleg, *workers) if t is not None]
+            for t in tasks:
                 t.cancel()
-            for t in [informer, *workers]:
+            for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t

@@ -89,6 +89,8 @@ class PodWorker:
         self.wake = asyncio.Event()
         self._memo = _Memo()
         self._written: Any = None
+        self._known: set[str] = set()
+        self._volumes_at = 0.0
         self.task: asyncio.Task[None] | None = None
 
     # -- loop ---------------------------------------------------------------
@@ -117,7 +119,15 @@ class PodWorker:
         return self.m.pods.get(self.uid)
 
     async def observe(self) -> PodState:
-        states = await self.m.runtime.list()
+        """The pod's containers (those of the last relist and those this
+        worker made since), each read afresh."""
+        states = []
+        for cid in sorted({*self.m.index.get(self.uid, {}), *self._known}):
+            st = await self.m.runtime.state(cid)
+            if st is None:
+                self._known.discard(cid)
+            else:
+                states.append(st)
         now = self.m.clock()
         blocked = {}
         for name, f in self._memo.failures.items():
@@ -155,6 +165,12 @@ class PodWorker:
                 timeout = p.requeue_after
                 if pending_pull:
                     timeout = min(timeout or 1.0, 1.0)
+                if pod is not None and self._volumes_at and _file_volumes(pod) \
+                        and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+                    every = self.m.config.volume_resync_seconds
+                    if now - self._volumes_at >= every:
+                        await self._refresh_volumes(pod)
+                    timeout = min(timeout or every, every)
                 finished = pod is None and not state.containers and state.network is None \
                     and not self._memo.stopping
                 return timeout, finished
@@ -163,6 +179,18 @@ class PodWorker:
             for action in p.actions:
                 await self.apply(pod, state, action)
         return 0.5, False
+
+    async def _refresh_volumes(self, pod: JSON) -> None:
+        """Rewrite configMap/secret/downwardAPI/projected files whose sources
+        changed (kubelet's periodic volume sync)."""
+        self._volumes_at = self.m.clock()
+        src = await self._sources(pod)
+        try:
+            await asyncio.to_thread(volumes.setup_volumes, pod, src,
+                                    data_dir=self.m.config.data_dir, token=self.m.config.token,
+                                    ca_pem=self.m.config.ca_pem)
+        except volumes.MountError as exc:
+            log.info("pod %s: volume refresh: %s", self.uid, exc)
 
     # -- status -------------------------------------------------------------
 
@@ -258,6 +286,7 @@ class PodWorker:
                 self.kill(pod, action))
         elif isinstance(action, RemoveContainer):
             await m.runtime.remove(action.id)
+            self._known.discard(action.id)
             await m.images.release_rootfs(str(self._rootfs(action.id)))
         elif isinstance(action, ReleaseNetwork):
             await m.network.teardown_pod(self.uid)
@@ -337,6 +366,7 @@ class PodWorker:
                     with contextlib.suppress(RuntimeFailure):
                         await m.runtime.stop(s.id, grace_seconds=0)
                 await m.runtime.remove(s.id)
+                self._known.discard(s.id)
                 await m.images.release_rootfs(str(self._rootfs(s.id)))
                 m.results.forget(s.id)
         await m.network.teardown_pod(self.uid)
@@ -446,6 +476,7 @@ class PodWorker:
                                 f"MountVolume.SetUp failed: {exc}")
             self._fail(action.name, "ContainerCreating", "")
             return
+        self._volumes_at = m.clock()
         image = await self._image(pod, c, init=action.init)
         if image is None:
             return
@@ -491,8 +522,10 @@ class PodWorker:
                 tty=bool(c.get("tty")), stdin=bool(c.get("stdin")), labels=ident.labels())
             await m.events.emit(pod, "Normal", "Created", f"Created container: {action.name}",
                                 container=action.name, init=action.init)
+            self._known.add(cspec.id)
             await m.runtime.run(cspec)
         except RuntimeFailure as exc:
+            self._known.discard(ident.id)
             with contextlib.suppress(RuntimeFailure):
                 await m.images.release_rootfs(str(rootfs_dir))
             await m.events.emit(pod, "Warning", "Failed", f"Error: {exc}",
@@ -502,6 +535,11 @@ class PodWorker:
         self._memo.failures.pop(action.name, None)
         await m.events.emit(pod, "Normal", "Started", f"Started container {action.name}",
                             container=action.name, init=action.init)
+
+
+def _file_volumes(pod: JSON) -> bool:
+    return any(k in v for v in (pod.get("spec") or {}).get("volumes") or []
+               for k in ("configMap", "secret", "downwardAPI", "projected"))
 
 
 def _image_id(image: Image) -> str:

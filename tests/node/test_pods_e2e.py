@@ -182,7 +182,7 @@ async def test_liveness_failure_restarts_container(live: Live, api: Client, setu
 
 async def test_init_containers_config_error_and_env(live: Live, api: Client, setup: HostSetup,
                                                     busybox: str) -> None:
-    async with agent(live.kubeconfig, setup):
+    async with agent(live.kubeconfig, setup, config_overrides={"volume_resync_seconds": 1.0}):
         pod = busybox_pod("cfg", busybox, ["sh", "-c", "cat /work/init.txt; echo FOO=$FOO; "
                                            "cat /etc/cfg/greeting; exec sleep 3600"],
                           container={
@@ -211,6 +211,12 @@ async def test_init_containers_config_error_and_env(live: Live, api: Client, set
         log = setup.root / "node" / "pods" / waiting["metadata"]["uid"] / "logs" / "main" / "0.log"
         text = await wait_for(lambda: _read_when(log, "hello"), what="container log")
         assert "prepared" in text and "FOO=bar" in text
+        # The configMap volume follows the ConfigMap.
+        await api.patch("v1", "ConfigMap", "settings", {"data": {"greeting": "bonjour"}},
+                        namespace="default")
+        vol = setup.root / "node" / "pods" / waiting["metadata"]["uid"] / "volumes" / \
+            "configMap" / "cfg" / "greeting"
+        await wait_for(lambda: _read_when(vol, "bonjour"), timeout=15, what="volume refresh")
 
 
 async def _read_when(path: Path, needle: str) -> str | None:
