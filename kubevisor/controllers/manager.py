@@ -16,8 +16,11 @@ from typing import Any
 
 from kubevisor.client import Client
 from kubevisor.controllers.daemonset import DaemonSetController
+from kubevisor.controllers.endpoints import EndpointsController
+from kubevisor.controllers.endpointslices import EndpointSliceController
 from kubevisor.controllers.gc import GarbageCollector
 from kubevisor.controllers.job import JobController
+from kubevisor.controllers.loadbalancer import LoadBalancerController
 from kubevisor.controllers.namespace import NamespaceController
 from kubevisor.controllers.nodelifecycle import NodeLifecycleController
 from kubevisor.controllers.scheduler import Scheduler
@@ -38,6 +41,9 @@ async def run_controllers_with(client: Client, stop: asyncio.Event) -> None:
     controllers.append(DaemonSetController(client))
     controllers.append(JobController(client))
     controllers.append(NodeLifecycleController(client))
+    controllers.append(EndpointsController(client))
+    controllers.append(EndpointSliceController(client))
+    controllers.append(LoadBalancerController(client))
     tasks = [asyncio.create_task(c.run(), name=type(c).__name__) for c in controllers]
     stopper = asyncio.create_task(stop.wait())
     try:
