@@ -260,8 +260,11 @@ class LocalImageStore:
 
     async def pull(self, ref: str, *, auth: Mapping[str, RegistryAuth] | None = None,
                    progress: Progress | None = None) -> Image:  # fmt: skip
-        """Resolve ``ref`` at its registry and fetch what is missing."""
+        """Resolve ``ref`` at its registry and fetch what is missing (a
+        reference by digest already in the store needs no network)."""
         parsed = parse_reference(ref)
+        if parsed.digest and (present := self.get(ref)) is not None:
+            return present
         failed = f'failed to pull and unpack image "{parsed}"'
         if self._http is None:
             self._http = new_http_client()

@@ -84,8 +84,11 @@ async def test_second_pull_fetches_no_blob(store: LocalImageStore, registry: Reg
     mtimes = {p: p.stat().st_mtime_ns for p in (store.root / "blobs" / "sha256").iterdir()}
 
     second = await store.pull(ref)
+    by_digest = await store.pull(f"{registry.host}/{repo}@{first.digest}")
     time.sleep(0.3)  # let the registry log anything it served
-    assert second == first
+    assert second == first and by_digest.id == first.id
+    # by digest, the store answers without asking the registry at all
+    assert not [p for _, p, _ in registry.requests() if p.endswith(f"/manifests/{first.digest}")]
     assert sorted(registry.blob_gets(repo)) == sorted(blobs)
     assert {p: p.stat().st_mtime_ns for p in (store.root / "blobs" / "sha256").iterdir()} == mtimes
 
