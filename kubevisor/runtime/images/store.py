@@ -250,12 +250,14 @@ class LocalImageStore:
             await self._fetch_blob(client, desc, failed=failed, progress=progress)
             await self._layers.ensure(diff_id, self._blobs.path(desc.digest))
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for desc, diff_id in zip(resolved.manifest.layers, resolved.diff_ids, strict=True):
-                    group.create_task(layer(desc, diff_id))
-        except BaseExceptionGroup as group:
-            raise _leaf(group) from None
+        # Every layer runs to its end, even when another fails: nothing is
+        # left working in the background once this returns or raises (and
+        # what did land is content-addressed, kept for the retry).
+        jobs = zip(resolved.manifest.layers, resolved.diff_ids, strict=True)
+        outcomes = await asyncio.gather(*(layer(d, i) for d, i in jobs), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return resolved
 
     async def pull(self, ref: str, *, auth: Mapping[str, RegistryAuth] | None = None,
@@ -384,14 +386,6 @@ class LocalImageStore:
             self._layers.delete(diff_id)
             layers += 1
         return PruneResult(refs=sorted(dropped), blobs=blobs, layers=layers, bytes_freed=freed)
-
-
-def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first failure inside a task group's exception group."""
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _prefixed(exc: ImageError, failed: str) -> ImageError:
