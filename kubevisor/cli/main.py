@@ -1,8 +1,8 @@
 """The ``kubevisor`` command (console script ``kubevisor.cli.main:main``).
 
 Parses arguments with typer and hands over to one module per sub-command:
-``up`` (:mod:`kubevisor.cli.up`), ``bench`` (:mod:`kubevisor.cli.bench`) and
-``version`` (here). Errors a user can fix are printed as one line on stderr
+``up`` (:mod:`kubevisor.cli.up`), ``bench`` (:mod:`kubevisor.cli.bench`),
+``image`` (:mod:`kubevisor.cli.image`) and ``version`` (here). Errors a user can fix are printed as one line on stderr
 with exit status 1, never as a traceback.
 """
 
@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from kubevisor.cli.bench import bench_app
+from kubevisor.cli.image import image_app
 
 app = typer.Typer(
     name="kubevisor",
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(image_app, name="image")
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -61,6 +63,9 @@ def up(
     no_node: Annotated[
         bool, typer.Option("--no-node", help="Do not run a node agent on this host.")
     ] = False,
+    node_name: Annotated[
+        str | None, typer.Option("--node-name", help="This host's Node name (default: host name).")
+    ] = None,
     san: Annotated[
         list[str] | None,
         typer.Option("--san", help="Extra name or IP for the serving certificate (repeatable)."),
@@ -89,6 +94,7 @@ def up(
         port=port,
         store_url=store,
         node=not no_node,
+        node_name=node_name,
         extra_sans=tuple(san or ()),
         controllers=controllers,
     )
