@@ -7,11 +7,13 @@ credentials in ``<data-dir>/pki`` (created on first start), writes
 child process, :mod:`kubevisor.cli.controllers`, so its informers do not
 compete with the apiserver's event loop; ``--controllers in-process`` runs
 it as a task here; either way it talks to the API over HTTPS like any
-client), creates the system
-namespaces (default, kube-system, ...) through the API as kube-apiserver's
-bootstrap does, and runs until SIGINT or
-SIGTERM, then stops the controllers, the server and the store, in that
-order, and exits 0.
+client), starts the node agent for this host as another child process
+(:mod:`kubevisor.cli.nodeagent`; not with ``--no-node``) with a serving
+certificate for its stream server and the token the apiserver presents to
+it, creates the system namespaces (default, kube-system, ...) through the
+API as kube-apiserver's bootstrap does, and runs until SIGINT or SIGTERM,
+then stops the node agent, the controllers, the server and the store, in
+that order, and exits 0. Containers outlive the agent.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,7 +33,8 @@ from pathlib import Path
 
 import httpx
 
-from kubevisor.apiserver.config import ServerConfig
+from kubevisor.apiserver.config import KubeletClient, ServerConfig
+from kubevisor.apiserver.pki import ensure_node_credentials, ensure_pki, host_ipv4_addresses
 from kubevisor.apiserver.server import ServedURL, run_until_signalled, serve
 
 log = logging.getLogger("kubevisor")
@@ -48,6 +52,7 @@ class UpOptions:
     node: bool = True
     extra_sans: tuple[str, ...] = ()
     controllers: str = "process"  # a child process, or "in-process", or "none"
+    node_name: str | None = None  # default: the host name, lower-cased
     on_ready: Callable[[ServedURL], None] | None = field(default=None, compare=False)
 
 
@@ -70,9 +75,18 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
     from kubevisor.store import open_store
 
     options.data_dir.mkdir(parents=True, exist_ok=True)
+    pki_dir = options.data_dir / "pki"
+    sans = [*options.extra_sans]
+    if options.host not in ("", "0.0.0.0", "::"):
+        sans.append(options.host)
+    credentials = ensure_pki(pki_dir, extra_sans=sans)
+    node_name = (options.node_name or socket.gethostname()).lower()
+    _, _, agent_token = ensure_node_credentials(pki_dir, node_name, sans=host_ipv4_addresses())
     store = open_store(options.store_url, data_dir=options.data_dir)
     await store.start()
-    config = ServerConfig(store=store, registry=builtin_registry())
+    config = ServerConfig(store=store, registry=builtin_registry(),
+                          kubelet_client=KubeletClient(ca_file=str(credentials.ca_file),
+                                                       token=agent_token))
     try:
         async with serve(
             config,
@@ -92,9 +106,8 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
                 "kubevisor ready at %s (store %s); kubeconfig %s — export KUBECONFIG=%s",
                 url, options.store_url, kubeconfig, kubeconfig,
             )
-            if options.node:
-                log.info("no node agent started: the node agent comes with a later issue")
-            async with controllers_running(kubeconfig, mode=options.controllers):
+            async with controllers_running(kubeconfig, mode=options.controllers), \
+                    node_agent_running(options, kubeconfig, node_name):
                 await stop.wait()
     finally:
         with contextlib.suppress(Exception):
@@ -150,16 +163,45 @@ async def controllers_running(kubeconfig: Path, *, mode: str = "in-process") -> 
 
 @contextlib.asynccontextmanager
 async def _controllers_process(kubeconfig: Path) -> AsyncIterator[None]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubevisor.cli.controllers", str(kubeconfig), str(os.getpid()),
-        stdin=asyncio.subprocess.DEVNULL,
-    )
+    async with _child_process("controller manager", "kubevisor.cli.controllers",
+                              [str(kubeconfig), str(os.getpid())]):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def node_agent_running(options: UpOptions, kubeconfig: Path,
+                             node_name: str) -> AsyncIterator[None]:
+    """The node agent for this host as a child process
+    (:mod:`kubevisor.cli.nodeagent`) while the server runs, unless
+    ``--no-node``. Its containers outlive it; if it fails, the failure is
+    logged and the control plane keeps serving."""
+    if not options.node:
+        log.info("no node agent started (--no-node)")
+        yield
+        return
+    pki_dir = (options.data_dir / "pki").resolve()
+    safe = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in node_name)
+    args = ["--kubeconfig", str(kubeconfig), "--data-dir", str(options.data_dir.resolve()),
+            "--node-name", node_name, "--parent-pid", str(os.getpid()),
+            "--stream-cert", str(pki_dir / f"node-{safe}.crt"),
+            "--stream-key", str(pki_dir / f"node-{safe}.key"),
+            "--stream-token-file", str(pki_dir / "kubelet-client.token")]
+    async with _child_process("node agent", "kubevisor.cli.nodeagent", args):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _child_process(what: str, module: str, args: list[str]) -> AsyncIterator[None]:
+    """``python -m module *args`` for the duration; SIGTERM on the way out,
+    SIGKILL if it does not stop within CONTROLLERS_STOP_SECONDS."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, *args,
+                                                stdin=asyncio.subprocess.DEVNULL)
     stopping = False
 
     async def watch() -> None:
         code = await proc.wait()
         if not stopping:
-            log.error("controller manager process exited with %s", code)
+            log.error("%s process exited with %s", what, code)
 
     watcher = asyncio.create_task(watch())
     try:
@@ -171,7 +213,7 @@ async def _controllers_process(kubeconfig: Path) -> AsyncIterator[None]:
         try:
             await asyncio.wait_for(asyncio.shield(watcher), CONTROLLERS_STOP_SECONDS)
         except TimeoutError:
-            log.warning("controller manager did not stop within %ss; killed", CONTROLLERS_STOP_SECONDS)
+            log.warning("%s did not stop within %ss; killed", what, CONTROLLERS_STOP_SECONDS)
             proc.kill()
             await watcher
 
