@@ -16,6 +16,7 @@ from typing import Any
 
 from kubevisor.client import Client
 from kubevisor.controllers.daemonset import DaemonSetController
+from kubevisor.controllers.deployment import DeploymentController
 from kubevisor.controllers.endpoints import EndpointsController
 from kubevisor.controllers.endpointslices import EndpointSliceController
 from kubevisor.controllers.gc import GarbageCollector
@@ -23,6 +24,7 @@ from kubevisor.controllers.job import JobController
 from kubevisor.controllers.loadbalancer import LoadBalancerController
 from kubevisor.controllers.namespace import NamespaceController
 from kubevisor.controllers.nodelifecycle import NodeLifecycleController
+from kubevisor.controllers.replicaset import ReplicaSetController
 from kubevisor.controllers.scheduler import Scheduler
 from kubevisor.controllers.statefulset import StatefulSetController
 
@@ -37,6 +39,8 @@ async def run_controllers_with(client: Client, stop: asyncio.Event) -> None:
     """As :func:`run_controllers`, on a client the caller owns (tests)."""
     controllers: list[Any] = [NamespaceController(client), GarbageCollector(client)]
     controllers.append(StatefulSetController(client))
+    controllers.append(ReplicaSetController(client))
+    controllers.append(DeploymentController(client))
     controllers.append(Scheduler(client))
     controllers.append(DaemonSetController(client))
     controllers.append(JobController(client))
