@@ -33,6 +33,7 @@ from kubevisor.api.meta import owner_reference
 from kubevisor.client import Client, ConflictError, Informer, NotFoundError
 from kubevisor.controllers import nodefit, podstate, revisions
 from kubevisor.controllers.errors import TemporaryError
+from kubevisor.controllers.podclaims import controlled_pods
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, utcnow
 
@@ -304,9 +305,7 @@ class DaemonSetController:
         ds.setdefault("apiVersion", "apps/v1")
         ds.setdefault("kind", "DaemonSet")
         spec = ds.get("spec") or {}
-        listed = await c.list("v1", "Pod", namespace=namespace,
-                              label_selector=podstate.selector_string(spec.get("selector")))
-        pods = podstate.controlled_by(listed.get("items") or [], ds["metadata"]["uid"])
+        pods = await controlled_pods(c, ds, spec.get("selector"))
         result = plan(ds, self.nodes.items(), pods, now=self._clock())
         for action in result.actions:
             if isinstance(action, CreatePod):

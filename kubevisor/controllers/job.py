@@ -40,6 +40,7 @@ from kubevisor.client import Client, ConflictError, Informer, NotFoundError
 from kubevisor.controllers import podstate
 from kubevisor.controllers.conditions import find_condition, set_condition
 from kubevisor.controllers.errors import TemporaryError
+from kubevisor.controllers.podclaims import controlled_pods
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
 
@@ -374,9 +375,7 @@ class JobController:
         spec = job.get("spec") or {}
         uid = job["metadata"]["uid"]
         selector = spec.get("selector") or {"matchLabels": {UID_LABELS[0]: uid}}
-        listed = await c.list("v1", "Pod", namespace=namespace,
-                              label_selector=podstate.selector_string(selector))
-        pods = podstate.controlled_by(listed.get("items") or [], uid)
+        pods = await controlled_pods(c, job, selector)
         result = plan(job, pods, now=self._clock(), backoff_base=self._backoff[0],
                       backoff_cap=self._backoff[1])
         for action in result.actions:

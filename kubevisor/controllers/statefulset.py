@@ -35,6 +35,7 @@ from kubevisor.api.meta import owner_reference
 from kubevisor.client import AlreadyExistsError, Client, ConflictError, Informer, NotFoundError
 from kubevisor.controllers import podstate, revisions
 from kubevisor.controllers.errors import TemporaryError
+from kubevisor.controllers.podclaims import controlled_pods
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, utcnow
 
@@ -290,11 +291,8 @@ class StatefulSetController:
             return None
         sts.setdefault("apiVersion", "apps/v1")
         sts.setdefault("kind", "StatefulSet")
-        uid = sts["metadata"]["uid"]
         spec = sts.get("spec") or {}
-        selector = podstate.selector_string(spec.get("selector"))
-        listed = await c.list("v1", "Pod", namespace=namespace, label_selector=selector)
-        pods = podstate.controlled_by(listed.get("items") or [], uid)
+        pods = await controlled_pods(c, sts, spec.get("selector"))
         revs = await self._revisions(sts)
         template = spec.get("template") or {}
         update_rev = await self._ensure_revision(sts, template, revs)

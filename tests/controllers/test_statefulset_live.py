@@ -218,3 +218,22 @@ async def test_kubectl_rollout_status(api: Client, tmp_path: Path) -> None:
     assert table.splitlines()[1].split()[:2] == ["web", "2/2"], table
     history = await kubectl(tmp_path / "kubeconfig", "-n", NS, "get", "controllerrevisions")
     assert "statefulset.apps/web" in history, history
+
+
+async def test_orphan_pod_is_adopted_not_replaced(api: Client) -> None:
+    await namespace(api, NS)
+    orphan = await api.create({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-0", "namespace": NS, "labels": dict(LABELS)},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}})
+    sts = await api.create(statefulset(replicas=1))
+
+    async def adopted() -> dict[str, Any] | None:
+        pod = (await pods(api, NS)).get("web-0")
+        refs = (pod or {}).get("metadata", {}).get("ownerReferences") or []
+        return pod if refs else None
+
+    pod = await eventually(adopted, what="web-0 adopted")
+    assert pod["metadata"]["uid"] == orphan["metadata"]["uid"]
+    ref = pod["metadata"]["ownerReferences"][0]
+    assert ref["uid"] == sts["metadata"]["uid"] and ref["controller"] is True
