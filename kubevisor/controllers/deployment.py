@@ -55,6 +55,7 @@ from kubevisor.controllers.podtemplate import (
 )
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
+from kubevisor.controllers.scheduler.events import EventRecorder, reference
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -431,6 +432,7 @@ class DeploymentController:
         self.replicasets = Informer(client, "apps/v1", "ReplicaSet")
         self.deployments.add_handler(self._on_deployment)
         self.replicasets.add_handler(self._on_replicaset)
+        self.events = EventRecorder(client, "deployment-controller")
         self.controller: Controller[Key] = Controller(
             "deployment", self.reconcile, workers=workers, backoff=backoff)
 
@@ -471,6 +473,7 @@ class DeploymentController:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.deployments.run(), name="deployment-informer")
             group.create_task(self.replicasets.run(), name="deployment-rs-informer")
+            group.create_task(self.events.run(), name="deployment-events")
             await self.deployments.synced.wait()
             await self.replicasets.synced.wait()
             group.create_task(self.controller.run(), name="deployment-controller")
@@ -524,6 +527,8 @@ class DeploymentController:
                                              preconditions={"uid": md["uid"]})
                 except (NotFoundError, ConflictError):
                     pass
+        for type_, reason, message in todo.events:
+            self.events.record(reference(d), type_, reason, message)
         current = d
         try:
             if todo.annotations is not None:

@@ -46,6 +46,7 @@ from kubevisor.controllers.podstate import is_active, is_available, is_ready, pa
 from kubevisor.controllers.podtemplate import pod_from_template
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
+from kubevisor.controllers.scheduler.events import EventRecorder, reference
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -215,6 +216,7 @@ class ReplicaSetController:
         self._pods_by_ns: dict[str, dict[str, JSON]] = {}
         self.replicasets.add_handler(self._on_replicaset)
         self.pods.add_handler(self._on_pod)
+        self.events = EventRecorder(client, "replicaset-controller")
         self.controller: Controller[Key] = Controller(
             "replicaset", self.reconcile, workers=workers, backoff=backoff)
 
@@ -287,6 +289,7 @@ class ReplicaSetController:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.replicasets.run(), name="replicaset-informer")
             group.create_task(self.pods.run(), name="replicaset-pod-informer")
+            group.create_task(self.events.run(), name="replicaset-events")
             await self.pods.synced.wait()
             await self.replicasets.synced.wait()
             group.create_task(self.controller.run(), name="replicaset-controller")
@@ -363,11 +366,15 @@ class ReplicaSetController:
 
         async def one() -> None:
             try:
-                await self.client.create(copy.deepcopy(body))
+                pod = await self.client.create(copy.deepcopy(body))
             except ApiError as exc:
                 if _namespace_terminating(exc):
                     return
+                self.events.record(reference(rs), "Warning", "FailedCreate",
+                                   f"Error creating: {exc}")
                 raise
+            self.events.record(reference(rs), "Normal", "SuccessfulCreate",
+                               f"Created pod: {pod['metadata']['name']}")
 
         self.expectations.expect(key, adds=count)
         done, error = await slow_start_batch(count, one)
@@ -390,7 +397,12 @@ class ReplicaSetController:
             except ClientError as exc:
                 self.expectations.deletion_observed(key, md["uid"])
                 if not isinstance(exc, NotFoundError | ConflictError):
+                    self.events.record(reference(rs), "Warning", "FailedDelete",
+                                       f"Error deleting: {exc}")
                     raise
+                return
+            self.events.record(reference(rs), "Normal", "SuccessfulDelete",
+                               f"Deleted pod: {md['name']}")
 
         results = await asyncio.gather(*(one(p) for p in victims), return_exceptions=True)
         for result in results:

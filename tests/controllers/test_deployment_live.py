@@ -146,6 +146,14 @@ async def test_replicaset_named_by_template_hash(api: Client) -> None:
     assert progressing["message"] == f'ReplicaSet "web-{hash_}" has successfully progressed.'
     assert progressing["lastUpdateTime"] and progressing["lastTransitionTime"]
 
+    async def scaled_event() -> bool:
+        events = (await api.list("v1", "Event", namespace=NS))["items"]
+        return any(e["reason"] == "ScalingReplicaSet" and e["involvedObject"]["name"] == "web"
+                   and e["message"] == f"Scaled up replica set web-{hash_} from 0 to 3"
+                   for e in events)
+
+    await eventually(scaled_event, what="ScalingReplicaSet event")
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("replicas", "surge", "unavailable"), [(4, 1, 1), (5, "20%", 0),

@@ -95,6 +95,14 @@ async def test_creates_scales_and_replaces_pods(api: Client) -> None:
 
     await eventually(counted, what="status replicas 3, none ready")
 
+    async def create_events() -> bool:
+        events = (await api.list("v1", "Event", namespace=NS))["items"]
+        return {e["message"] for e in events if e["reason"] == "SuccessfulCreate"
+                and e["involvedObject"]["kind"] == "ReplicaSet"} == {
+                    f"Created pod: {n}" for n in made}
+
+    await eventually(create_events, what="SuccessfulCreate events")
+
     for name in list(made)[:2]:
         await run_ready(api, NS, name)
 
