@@ -38,26 +38,42 @@ class Drivers:
     proxy: ServiceProxy | None = None
 
 
-async def build_drivers(data_dir: Path, *, pod_cidr: str,
+def network_config(data_dir: Path, *, pod_cidr: str, network_prefix: str | None = None,
+                   **options: Any) -> Any:
+    """The pod network's config under ``<data-dir>/network``; ``network_prefix``
+    gives every host name it makes (bridge, netns, veths, nft tables) that
+    prefix (tests, or two agents on one host)."""
+    from kubevisor.runtime.network import NetworkConfig
+
+    kwargs: dict[str, Any] = {"pod_cidr": pod_cidr, "state_dir": str(data_dir / "network"),
+                              **options}
+    if network_prefix:
+        return NetworkConfig.with_prefix(network_prefix, **kwargs)
+    return NetworkConfig(**kwargs)
+
+
+async def build_drivers(data_dir: Path, *, pod_cidr: str, network_prefix: str | None = None,
+                        cgroup_parent: str = "/kubevisor",
                         network_options: dict[str, Any] | None = None) -> Drivers:
-    """The real drivers of this host (imported here, so that a build without
-    them can still register the node)."""
+    """The real drivers of this host, state under ``data_dir`` (imported
+    here, so that a build without them can still register the node)."""
     from kubevisor.runtime import oci
     from kubevisor.runtime.images import LocalImageStore
-    from kubevisor.runtime.network import NetworkConfig, start_network
+    from kubevisor.runtime.network import start_network
 
-    runtime = await oci.open_runtime(str(data_dir / "containers"))
+    runtime = await oci.open_runtime(str(data_dir / "containers"), cgroup_parent=cgroup_parent)
     images = LocalImageStore(data_dir / "images")
-    net = await start_network(NetworkConfig(pod_cidr=pod_cidr,
-                                            state_dir=str(data_dir / "network"),
-                                            **(network_options or {})))
+    net = await start_network(network_config(data_dir, pod_cidr=pod_cidr,
+                                             network_prefix=network_prefix,
+                                             **(network_options or {})))
     return Drivers(runtime=runtime, images=images, network=net.pods, proxy=net.proxy)
 
 
 async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
                    stop: asyncio.Event, pod_cidr: str | None = None,
                    node_ip: str | None = None, max_pods: int = 110,
-                   drivers: Drivers | None = None,
+                   drivers: Drivers | None = None, network_prefix: str | None = None,
+                   cgroup_parent: str = "/kubevisor",
                    network_options: dict[str, Any] | None = None,
                    config_overrides: dict[str, Any] | None = None) -> None:
     """Run the agent for this host until ``stop`` is set."""
@@ -71,6 +87,8 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
     own = drivers is None
     if drivers is None:
         drivers = await build_drivers(data_dir, pod_cidr=config.pod_cidr or DEFAULT_POD_CIDR,
+                                      network_prefix=network_prefix,
+                                      cgroup_parent=cgroup_parent,
                                       network_options=network_options)
     caps = drivers.runtime.capabilities
     async with Client.from_kubeconfig(kubeconfig) as client:

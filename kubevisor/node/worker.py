@@ -96,6 +96,25 @@ class PodWorker:
     # -- loop ---------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop this worker's probes and background stops (containers keep
+        running: a new agent re-adopts them)."""
+        for prober in list(self._memo.probers.values()):
+            await prober.stop()
+        self._memo.probers.clear()
+        for task in list(self._memo.stopping.values()):
+            task.cancel()
+        for task in list(self._memo.stopping.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._memo.stopping.clear()
+
+    async def _loop(self) -> None:
         timeout: float | None = None
         while True:
             if timeout is None:
@@ -156,7 +175,7 @@ class PodWorker:
             pod = self.pod
             now = self.m.clock()
             p = plan(pod, state, now)
-            self._sync_probers(pod, state)
+            await self._sync_probers(pod, state)
             if not p.actions:
                 if pod is not None:
                     await self.write_status(pod, state, now)
@@ -241,12 +260,11 @@ class PodWorker:
 
     # -- probes -------------------------------------------------------------
 
-    def _sync_probers(self, pod: JSON | None, state: PodState) -> None:
+    async def _sync_probers(self, pod: JSON | None, state: PodState) -> None:
         running = {s.id: s for items in state.containers.values() for s in items
                    if s.status == "running" and s.id not in state.stopping}
         for cid in [c for c in self._memo.probers if c not in running]:
-            prober = self._memo.probers.pop(cid)
-            asyncio.get_running_loop().create_task(prober.stop())
+            await self._memo.probers.pop(cid).stop()
             self.m.results.forget(cid)
         if pod is None or state.network is None:
             return

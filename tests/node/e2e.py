@@ -11,6 +11,7 @@ import importlib.util
 import os
 import random
 import secrets
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from kubevisor.client import Client
-from kubevisor.node.agent import Drivers, run_node
+from kubevisor.node.agent import Drivers, build_drivers, network_config, run_node
 
 
 def require_drivers() -> None:
@@ -39,29 +40,32 @@ class HostSetup:
     prefix: str
     pod_cidr: str
 
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "node"
+
     def network_config(self) -> Any:
-        from kubevisor.runtime.network import NetworkConfig
-        return NetworkConfig.with_prefix(self.prefix, pod_cidr=self.pod_cidr,
-                                         state_dir=str(self.root / "network"))
+        return network_config(self.data_dir, pod_cidr=self.pod_cidr,
+                              network_prefix=self.prefix)
 
     async def drivers(self) -> Drivers:
         """Fresh driver objects over the same state (what a restarted agent builds)."""
-        from kubevisor.runtime.images import LocalImageStore
-        from kubevisor.runtime.network import start_network
-        from kubevisor.runtime.oci import open_runtime
+        return await build_drivers(self.data_dir, pod_cidr=self.pod_cidr,
+                                   network_prefix=self.prefix, cgroup_parent=f"/{self.prefix}")
 
-        runtime = await open_runtime(str(self.root / "containers"),
-                                     cgroup_parent=f"/{self.prefix}")
-        net = await start_network(self.network_config())
-        return Drivers(runtime=runtime, images=LocalImageStore(self.root / "images"),
-                       network=net.pods, proxy=net.proxy)
+    def agent_args(self, kubeconfig: Path, node_name: str = "node-e2e") -> list[str]:
+        """argv of ``python -m kubevisor.node`` for this setup."""
+        return [sys.executable, "-m", "kubevisor.node", str(kubeconfig), str(self.data_dir),
+                "--node-name", node_name, "--pod-cidr", self.pod_cidr, "--node-ip",
+                "127.0.0.1", "--network-prefix", self.prefix,
+                "--cgroup-parent", f"/{self.prefix}"]
 
     async def cleanup(self) -> None:
         from kubevisor.runtime.network import remove_network
         from kubevisor.runtime.oci import open_runtime
 
         with contextlib.suppress(Exception):
-            runtime = await open_runtime(str(self.root / "containers"),
+            runtime = await open_runtime(str(self.data_dir / "containers"),
                                          cgroup_parent=f"/{self.prefix}")
             for c in await runtime.list():
                 with contextlib.suppress(Exception):
@@ -69,8 +73,8 @@ class HostSetup:
                 with contextlib.suppress(Exception):
                     await runtime.remove(c.id)
         from kubevisor.runtime.images import LocalImageStore
-        images = LocalImageStore(self.root / "images")
-        for rootfs in (self.root / "node" / "pods").glob("*/containers/*/rootfs"):
+        images = LocalImageStore(self.data_dir / "images")
+        for rootfs in (self.data_dir / "pods").glob("*/containers/*/rootfs"):
             with contextlib.suppress(Exception):
                 await images.release_rootfs(str(rootfs))
         await images.aclose()
@@ -91,7 +95,7 @@ async def agent(kubeconfig: Path, setup: HostSetup, *, node_name: str = "node-e2
     stop = asyncio.Event()
     drivers = await setup.drivers()
     task = asyncio.create_task(run_node(
-        kubeconfig=kubeconfig, data_dir=setup.root / "node", node_name=node_name,
+        kubeconfig=kubeconfig, data_dir=setup.data_dir, node_name=node_name,
         stop=stop, pod_cidr=setup.pod_cidr, node_ip="127.0.0.1", drivers=drivers, **kwargs))
     try:
         yield

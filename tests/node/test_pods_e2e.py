@@ -208,13 +208,13 @@ async def test_init_containers_config_error_and_env(live: Live, api: Client, set
                           "metadata": {"name": "settings", "namespace": "default"},
                           "data": {"foo": "bar", "greeting": "hello"}})
         await pod_where(api, "cfg", lambda p: _cond(p, "Ready") == "True", timeout=40)
-        log = setup.root / "node" / "pods" / waiting["metadata"]["uid"] / "logs" / "main" / "0.log"
+        log = setup.data_dir / "pods" / waiting["metadata"]["uid"] / "logs" / "main" / "0.log"
         text = await wait_for(lambda: _read_when(log, "hello"), what="container log")
         assert "prepared" in text and "FOO=bar" in text
         # The configMap volume follows the ConfigMap.
         await api.patch("v1", "ConfigMap", "settings", {"data": {"greeting": "bonjour"}},
                         namespace="default")
-        vol = setup.root / "node" / "pods" / waiting["metadata"]["uid"] / "volumes" / \
+        vol = setup.data_dir / "pods" / waiting["metadata"]["uid"] / "volumes" / \
             "configMap" / "cfg" / "greeting"
         await wait_for(lambda: _read_when(vol, "bonjour"), timeout=15, what="volume refresh")
 
@@ -241,7 +241,7 @@ async def test_orphans_removed_at_start(live: Live, api: Client, setup: HostSetu
             return not [c for c in await runtime.list()
                         if c.labels.get("io.kubernetes.pod.uid") == uid]
         await wait_for(cleaned, timeout=30, what="orphan containers removed")
-        assert not (setup.root / "node" / "pods" / uid).exists()
+        assert not (setup.data_dir / "pods" / uid).exists()
 
 
 async def test_image_pull_failure(live: Live, api: Client, setup: HostSetup,
@@ -259,3 +259,50 @@ async def test_image_pull_failure(live: Live, api: Client, setup: HostSetup,
         assert f'Pulling image "{missing}"' in msgs
         assert "Error: ErrImagePull" in msgs
         assert any(m.startswith(f'Failed to pull image "{missing}": ') for m in msgs)
+
+
+async def test_agent_process_killed_pods_survive(live: Live, api: Client, setup: HostSetup,
+                                                 busybox: str) -> None:
+    """kill -9 of the agent process: the pod keeps running; a new agent
+    process re-adopts it with the same restartCount and container."""
+    args = setup.agent_args(live.kubeconfig)
+    setup.root.mkdir(parents=True, exist_ok=True)
+    log = (setup.root / "agent.log").open("ab")
+    first = await asyncio.create_subprocess_exec(*args, stderr=log)
+    try:
+        await api.create(busybox_pod("survivor", busybox, ["sleep", "3600"]))
+        try:
+            before = await pod_where(api, "survivor", lambda p: _cond(p, "Ready") == "True",
+                                     timeout=20)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nagent log:\n"
+                                 f"{(setup.root / 'agent.log').read_text()[-3000:]}"
+                                 f"\nexit: {first.returncode}") from None
+    finally:
+        first.kill()
+        await first.wait()
+    runtime = (await setup.drivers()).runtime
+    running = [c for c in await runtime.list()
+               if c.labels.get("io.kubernetes.pod.name") == "survivor"]
+    assert [c.status for c in running] == ["running"]
+    second = await asyncio.create_subprocess_exec(*args, stderr=log)
+    try:
+        lease = await api.get("coordination.k8s.io/v1", "Lease", "node-e2e",
+                              namespace="kube-node-lease")
+
+        async def renewed() -> bool:
+            now = await api.get("coordination.k8s.io/v1", "Lease", "node-e2e",
+                                namespace="kube-node-lease")
+            return bool(now["spec"]["renewTime"] != lease["spec"]["renewTime"])
+
+        await wait_for(renewed, timeout=30, what="the second agent's lease")
+        await asyncio.sleep(2)  # a relist and a sync of the re-adopted pod
+        after = await pod_where(api, "survivor", lambda p: _cond(p, "Ready") == "True")
+    finally:
+        second.terminate()
+        await second.wait()
+        log.close()
+    assert _main(after)["restartCount"] == 0
+    assert _main(after)["containerID"] == _main(before)["containerID"]
+    assert [c.pid for c in await runtime.list()
+            if c.labels.get("io.kubernetes.pod.name") == "survivor"] == [running[0].pid]
