@@ -31,7 +31,7 @@ from typing import Any
 
 from kubevisor.api.meta import owner_reference
 from kubevisor.client import Client, ConflictError, Informer, NotFoundError
-from kubevisor.controllers import nodefit, podstate, revisions
+from kubevisor.controllers import history, nodefit, podstate, revisions
 from kubevisor.controllers.errors import TemporaryError
 from kubevisor.controllers.podclaims import controlled_pods
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
@@ -306,6 +306,8 @@ class DaemonSetController:
         ds.setdefault("kind", "DaemonSet")
         spec = ds.get("spec") or {}
         pods = await controlled_pods(c, ds, spec.get("selector"))
+        revs = await history.load(c, ds)
+        current = await history.ensure(c, ds, spec.get("template") or {}, revs)
         result = plan(ds, self.nodes.items(), pods, now=self._clock())
         for action in result.actions:
             if isinstance(action, CreatePod):
@@ -317,6 +319,10 @@ class DaemonSetController:
                 except (NotFoundError, ConflictError):
                     pass
         await self._write_status(ds, result.status)
+        name_of = {revisions.template_hash(revisions.template_of(r) or {}): n
+                   for n, r in revs.items()}
+        await history.prune(c, ds, revs, in_use={current, *(
+            name_of.get(_revision(p, ds), "") for p in pods)})
         min_ready = int(spec.get("minReadySeconds") or 0)
         if min_ready and result.status["numberAvailable"] < result.status["numberReady"]:
             return Result(requeue_after=1.0)

@@ -33,7 +33,7 @@ from typing import Any
 
 from kubevisor.api.meta import owner_reference
 from kubevisor.client import AlreadyExistsError, Client, ConflictError, Informer, NotFoundError
-from kubevisor.controllers import podstate, revisions
+from kubevisor.controllers import history, podstate, revisions
 from kubevisor.controllers.errors import TemporaryError
 from kubevisor.controllers.podclaims import controlled_pods
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
@@ -293,9 +293,9 @@ class StatefulSetController:
         sts.setdefault("kind", "StatefulSet")
         spec = sts.get("spec") or {}
         pods = await controlled_pods(c, sts, spec.get("selector"))
-        revs = await self._revisions(sts)
+        revs = await history.load(c, sts)
         template = spec.get("template") or {}
-        update_rev = await self._ensure_revision(sts, template, revs)
+        update_rev = await history.ensure(c, sts, template, revs)
         current_rev = (sts.get("status") or {}).get("currentRevision") or update_rev
         if current_rev not in revs:
             current_rev = update_rev
@@ -312,42 +312,12 @@ class StatefulSetController:
         for action in result.actions:
             await self._apply(action, namespace)
         await self._write_status(sts, result.status)
-        in_use = {current_rev, update_rev, *(revision_of(p) for p in pods)}
-        limit = int(spec.get("revisionHistoryLimit", 10))
-        for stale in revisions.stale_revisions(revs.values(), keep=limit, in_use=in_use):
-            try:
-                await c.delete("apps/v1", "ControllerRevision", stale, namespace=namespace)
-            except NotFoundError:
-                pass
+        await history.prune(c, sts, revs,
+                            in_use={current_rev, update_rev, *(revision_of(p) for p in pods)})
         min_ready = int(spec.get("minReadySeconds") or 0)
         if min_ready and result.status["availableReplicas"] < result.status["readyReplicas"]:
             return Result(requeue_after=1.0)
         return None
-
-    async def _revisions(self, sts: JSON) -> dict[str, JSON]:
-        md = sts["metadata"]
-        listed = await self.client.list("apps/v1", "ControllerRevision",
-                                        namespace=md["namespace"])
-        return {r["metadata"]["name"]: r
-                for r in podstate.controlled_by(listed.get("items") or [], md["uid"])}
-
-    async def _ensure_revision(self, sts: JSON, template: JSON, revs: dict[str, JSON]) -> str:
-        """The name of the revision of ``template``, created (or, on a roll
-        back to an older one, renumbered as the newest) if needed."""
-        name = revisions.revision_name(sts, template)
-        number = revisions.next_number(revs.values())
-        existing = revs.get(name)
-        if existing is None:
-            rev = revisions.build_revision(sts, template, number)
-            try:
-                revs[name] = await self.client.create(rev)
-            except AlreadyExistsError as exc:
-                raise TemporaryError(f"revision {name} exists but is not ours") from exc
-        elif int(existing.get("revision") or 0) != number - 1:
-            body = copy.deepcopy(existing)
-            body["revision"] = number
-            revs[name] = await self.client.update(body)
-        return name
 
     async def _apply(self, action: Action, namespace: str) -> None:
         c = self.client

@@ -184,3 +184,37 @@ async def test_kubectl_rollout_status(api: Client, tmp_path: Path) -> None:
     assert 'daemon set "agent" successfully rolled out' in out, out
     table = await kubectl(tmp_path / "kubeconfig", "-n", NS, "get", "daemonset", "agent")
     assert table.splitlines()[1].split()[:6] == ["agent", "2", "2", "2", "2", "2"], table
+
+
+async def test_kubectl_rollout_history_and_undo(api: Client, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    await namespace(api, NS)
+    await api.create(node("u1"))
+    await api.create(daemonset())
+
+    async def revisions(n: int) -> list[dict[str, Any]] | None:
+        got = (await api.list("apps/v1", "ControllerRevision", namespace=NS))["items"]
+        return got if len(got) == n else None
+
+    await eventually(lambda: revisions(1), what="first revision")
+    await api.patch("apps/v1", "DaemonSet", "agent", {"spec": {"template": {"spec": {
+        "containers": [{"name": "c", "image": "agent:2"}]}}}}, namespace=NS)
+    await eventually(lambda: revisions(2), what="second revision")
+    out = await kubectl(kubeconfig, "-n", NS, "rollout", "history", "daemonset/agent")
+    assert [line.split()[0] for line in out.splitlines()[2:] if line.strip()] == ["1", "2"], out
+    await kubectl(kubeconfig, "-n", NS, "rollout", "undo", "daemonset/agent")
+    ds = await api.get("apps/v1", "DaemonSet", "agent", namespace=NS)
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == "agent:1"
+
+    async def renumbered() -> bool:
+        got = await revisions(2) or []
+        return sorted(r["revision"] for r in got) == [2, 3]
+
+    await eventually(renumbered, what="the old revision became the newest")
+
+    async def pod_image() -> bool:
+        live = [p for p in (await pods(api, NS, "app=agent")).values()
+                if not p["metadata"].get("deletionTimestamp")]
+        return len(live) == 1 and live[0]["spec"]["containers"][0]["image"] == "agent:1"
+
+    await eventually(pod_image, what="pod back at agent:1")

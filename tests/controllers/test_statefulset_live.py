@@ -237,3 +237,24 @@ async def test_orphan_pod_is_adopted_not_replaced(api: Client) -> None:
     assert pod["metadata"]["uid"] == orphan["metadata"]["uid"]
     ref = pod["metadata"]["ownerReferences"][0]
     assert ref["uid"] == sts["metadata"]["uid"] and ref["controller"] is True
+
+
+async def test_kubectl_rollout_undo(api: Client, tmp_path: Path) -> None:
+    await namespace(api, NS)
+    await api.create(statefulset(replicas=1))
+
+    async def revision_numbers() -> list[int]:
+        got = (await api.list("apps/v1", "ControllerRevision", namespace=NS))["items"]
+        return sorted(r["revision"] for r in got)
+
+    async def numbers_are(expected: list[int]) -> bool:
+        return await revision_numbers() == expected
+
+    await eventually(lambda: numbers_are([1]))
+    await api.patch("apps/v1", "StatefulSet", "web", {"spec": {"template": {"spec": {
+        "containers": [{"name": "c", "image": "busybox:2"}]}}}}, namespace=NS)
+    await eventually(lambda: numbers_are([1, 2]))
+    await kubectl(tmp_path / "kubeconfig", "-n", NS, "rollout", "undo", "statefulset/web")
+    sts = await api.get("apps/v1", "StatefulSet", "web", namespace=NS)
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox:1"
+    await eventually(lambda: numbers_are([2, 3]), what="revision 1 renumbered as 3")
