@@ -36,6 +36,7 @@ from kubevisor.controllers.errors import TemporaryError
 from kubevisor.controllers.podclaims import controlled_pods
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, utcnow
+from kubevisor.controllers.scheduler.events import EventRecorder, reference
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -271,6 +272,7 @@ class DaemonSetController:
         self._clock = clock
         self.controller: Controller[Key] = Controller(
             "daemonset", self.reconcile, workers=workers, backoff=backoff)
+        self.events = EventRecorder(client, "daemonset-controller")
         add = self.controller.queue.add
         self.sets = Informer(client, "apps/v1", "DaemonSet", transform=_meta_only)
         self.sets.add_handler(podstate.enqueue_self(add))
@@ -293,6 +295,7 @@ class DaemonSetController:
             group.create_task(self.pods.run(), name="daemonset-pod-informer")
             group.create_task(self.nodes.run(), name="daemonset-node-informer")
             await self.nodes.synced.wait()
+            group.create_task(self.events.run(), name="daemonset-events")
             group.create_task(self.controller.run(), name="daemonset-controller")
 
     async def reconcile(self, key: Key) -> Result | None:
@@ -309,15 +312,20 @@ class DaemonSetController:
         revs = await history.load(c, ds)
         current = await history.ensure(c, ds, spec.get("template") or {}, revs)
         result = plan(ds, self.nodes.items(), pods, now=self._clock())
+        ref = reference(ds)
         for action in result.actions:
             if isinstance(action, CreatePod):
-                await c.create(action.pod)
-            else:
-                try:
-                    await c.delete("v1", "Pod", action.name, namespace=namespace,
-                                   preconditions={"uid": action.uid})
-                except (NotFoundError, ConflictError):
-                    pass
+                made = await c.create(action.pod)
+                self.events.record(ref, "Normal", "SuccessfulCreate",
+                                   f"Created pod: {made['metadata']['name']}")
+                continue
+            try:
+                await c.delete("v1", "Pod", action.name, namespace=namespace,
+                               preconditions={"uid": action.uid})
+            except (NotFoundError, ConflictError):
+                continue
+            self.events.record(ref, "Normal", "SuccessfulDelete",
+                               f"Deleted pod: {action.name}")
         await self._write_status(ds, result.status)
         name_of = {revisions.template_hash(revisions.template_of(r) or {}): n
                    for n, r in revs.items()}

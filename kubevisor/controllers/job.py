@@ -43,6 +43,7 @@ from kubevisor.controllers.errors import TemporaryError
 from kubevisor.controllers.podclaims import controlled_pods
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
+from kubevisor.controllers.scheduler.events import EventRecorder, reference
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -336,6 +337,31 @@ def plan(job: JSON, pods: Iterable[JSON], *, now: datetime,
     return out
 
 
+def condition_events(old: JSON, new: JSON) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events kube's job controller emits for
+    the conditions that turned True between ``old`` and ``new`` status."""
+    out = []
+    for cond in new.get("conditions") or ():
+        if cond.get("status") != "True":
+            continue
+        before = find_condition(old.get("conditions"), cond["type"])
+        if before is not None and before.get("status") == "True":
+            continue
+        if cond["type"] == "Complete":
+            out.append(("Normal", "Completed", "Job completed"))
+        elif cond["type"] == "Failed":
+            out.append(("Warning", str(cond.get("reason") or "Failed"),
+                        str(cond.get("message") or "")))
+        elif cond["type"] == "Suspended":
+            out.append(("Normal", "Suspended", "Job suspended"))
+    suspended = find_condition(new.get("conditions"), "Suspended")
+    was = find_condition(old.get("conditions"), "Suspended")
+    if suspended is not None and suspended.get("status") == "False" and \
+            was is not None and was.get("status") == "True":
+        out.append(("Normal", "Resumed", "Job resumed"))
+    return out
+
+
 # -- the shell --------------------------------------------------------------
 
 
@@ -351,6 +377,7 @@ class JobController:
         self._backoff = (pod_failure_backoff, max_pod_failure_backoff)
         self.controller: Controller[Key] = Controller(
             "job", self.reconcile, workers=workers, backoff=backoff)
+        self.events = EventRecorder(client, "job-controller")
         add = self.controller.queue.add
         self.jobs = Informer(client, "batch/v1", "Job", transform=_meta_only)
         self.jobs.add_handler(podstate.enqueue_self(add))
@@ -361,6 +388,7 @@ class JobController:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.jobs.run(), name="job-informer")
             group.create_task(self.pods.run(), name="job-pod-informer")
+            group.create_task(self.events.run(), name="job-events")
             group.create_task(self.controller.run(), name="job-controller")
 
     async def reconcile(self, key: Key) -> Result | None:
@@ -378,16 +406,23 @@ class JobController:
         pods = await controlled_pods(c, job, selector)
         result = plan(job, pods, now=self._clock(), backoff_base=self._backoff[0],
                       backoff_cap=self._backoff[1])
+        ref = reference(job)
         for action in result.actions:
             if isinstance(action, CreatePod):
-                await c.create(action.pod)
+                made = await c.create(action.pod)
+                self.events.record(ref, "Normal", "SuccessfulCreate",
+                                   f"Created pod: {made['metadata']['name']}")
             elif isinstance(action, DeletePod):
                 try:
                     await c.delete("v1", "Pod", action.name, namespace=namespace,
                                    preconditions={"uid": action.uid},
                                    propagation_policy="Background")
                 except (NotFoundError, ConflictError):
-                    pass
+                    continue
+                self.events.record(ref, "Normal", "SuccessfulDelete",
+                                   f"Deleted pod: {action.name}")
+        for type_, reason, message in condition_events(job.get("status") or {}, result.status):
+            self.events.record(ref, type_, reason, message)
         if result.status != (job.get("status") or {}):
             body = copy.deepcopy(job)
             body["status"] = result.status

@@ -38,6 +38,7 @@ from kubevisor.controllers.errors import TemporaryError
 from kubevisor.controllers.podclaims import controlled_pods
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, utcnow
+from kubevisor.controllers.scheduler.events import EventRecorder, reference
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -270,6 +271,7 @@ class StatefulSetController:
         self._clock = clock
         self.controller: Controller[Key] = Controller(
             "statefulset", self.reconcile, workers=workers, backoff=backoff)
+        self.events = EventRecorder(client, "statefulset-controller")
         add = self.controller.queue.add
         self.sets = Informer(client, "apps/v1", "StatefulSet")
         self.sets.add_handler(podstate.enqueue_self(add))
@@ -280,6 +282,7 @@ class StatefulSetController:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.sets.run(), name="statefulset-informer")
             group.create_task(self.pods.run(), name="statefulset-pod-informer")
+            group.create_task(self.events.run(), name="statefulset-events")
             group.create_task(self.controller.run(), name="statefulset-controller")
 
     async def reconcile(self, key: Key) -> Result | None:
@@ -310,7 +313,7 @@ class StatefulSetController:
                       update_revision=update_rev, current_template=current_template or template,
                       now=now)
         for action in result.actions:
-            await self._apply(action, namespace)
+            await self._apply(action, sts)
         await self._write_status(sts, result.status)
         await history.prune(c, sts, revs,
                             in_use={current_rev, update_rev, *(revision_of(p) for p in pods)})
@@ -319,24 +322,34 @@ class StatefulSetController:
             return Result(requeue_after=1.0)
         return None
 
-    async def _apply(self, action: Action, namespace: str) -> None:
+    async def _apply(self, action: Action, sts: JSON) -> None:
         c = self.client
+        namespace, name = sts["metadata"]["namespace"], sts["metadata"]["name"]
+        ref = reference(sts)
         if isinstance(action, CreateClaim):
+            claim = action.claim["metadata"]["name"]
             try:
                 await c.create(action.claim)
             except AlreadyExistsError:
-                pass
+                return
+            self.events.record(ref, "Normal", "SuccessfulCreate",
+                               f"create Claim {claim} in StatefulSet {name} success")
         elif isinstance(action, CreatePod):
+            pod = action.pod["metadata"]["name"]
             try:
                 await c.create(action.pod)
             except AlreadyExistsError:
-                pass  # the cache of a previous pass was stale; the next pass sees it
+                return  # a pod of the same name still goes away: the next pass looks again
+            self.events.record(ref, "Normal", "SuccessfulCreate",
+                               f"create Pod {pod} in StatefulSet {name} successful")
         else:
             try:
                 await c.delete("v1", "Pod", action.name, namespace=namespace,
                                preconditions={"uid": action.uid})
             except (NotFoundError, ConflictError):
-                pass
+                return
+            self.events.record(ref, "Normal", "SuccessfulDelete",
+                               f"delete Pod {action.name} in StatefulSet {name} successful")
 
     async def _write_status(self, sts: JSON, status: JSON) -> None:
         old = sts.get("status") or {}

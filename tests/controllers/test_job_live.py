@@ -99,6 +99,15 @@ async def test_backoff_limit_fails_the_job(api: Client) -> None:
     await asyncio.sleep(0.3)
     assert not await active(api, "flaky"), "a failed job started another pod"
 
+    async def events() -> set[tuple[str, str]] | None:
+        listed = await api.list("v1", "Event", namespace=NS,
+                                field_selector="involvedObject.name=flaky")
+        got = {(e["reason"], e["type"]) for e in listed["items"]}
+        return got if ("BackoffLimitExceeded", "Warning") in got else None
+
+    got = await eventually(events, what="events")
+    assert ("SuccessfulCreate", "Normal") in got
+
 
 @pytest.mark.slow
 async def test_indexed_completion_mode(api: Client) -> None:

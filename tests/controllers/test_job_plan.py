@@ -11,6 +11,7 @@ from kubevisor.controllers.job import (
     DeleteJob,
     DeletePod,
     build_pod,
+    condition_events,
     format_indexes,
     plan,
 )
@@ -147,3 +148,13 @@ def test_suspend_and_ttl() -> None:
     late = plan(job(status=finished, ttlSecondsAfterFinished=60), [],
                 now=T0 + timedelta(seconds=60))
     assert late.actions == [DeleteJob("u")]
+
+
+def test_condition_events_only_on_transitions() -> None:
+    result = plan(job(backoffLimit=0), [pod("Failed", 1)], now=T0)
+    failed = plan(job(backoffLimit=0, status=result.status), [pod("Failed", 1)], now=T0)
+    assert condition_events(result.status, failed.status) == [
+        ("Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]
+    assert condition_events(failed.status, failed.status) == []
+    done = plan(job(), [pod("Succeeded", 1)], now=T0)
+    assert condition_events({}, done.status) == [("Normal", "Completed", "Job completed")]

@@ -96,6 +96,16 @@ async def test_ordered_ready_creates_one_by_one_with_claims_and_identity(api: Cl
     revs = (await api.list("apps/v1", "ControllerRevision", namespace=NS))["items"]
     assert len(revs) == 1 and revs[0]["revision"] == 1
 
+    async def created_events() -> set[str] | None:
+        listed = await api.list("v1", "Event", namespace=NS,
+                                field_selector="involvedObject.name=web")
+        got = {e["message"] for e in listed["items"] if e["reason"] == "SuccessfulCreate"}
+        return got if len(got) >= 6 else None
+
+    assert {"create Pod web-0 in StatefulSet web successful",
+            "create Claim data-web-2 in StatefulSet web success"} <= \
+        await eventually(created_events, what="SuccessfulCreate events")
+
     # scale down: highest ordinal first, one at a time; claims are kept
     await api.patch("apps/v1", "StatefulSet", "web", {"spec": {"replicas": 1}}, namespace=NS)
     await eventually(lambda: _terminating(api, "web-2"), what="web-2 deleted")
