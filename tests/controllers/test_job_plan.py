@@ -151,9 +151,10 @@ def test_suspend_and_ttl() -> None:
 
 
 def test_condition_events_only_on_transitions() -> None:
-    result = plan(job(backoffLimit=0), [pod("Failed", 1)], now=T0)
-    failed = plan(job(backoffLimit=0, status=result.status), [pod("Failed", 1)], now=T0)
-    assert condition_events(result.status, failed.status) == [
+    target = plan(job(backoffLimit=0), [pod("Failed", 1), pod("Running", 2)], now=T0)
+    assert condition_events({}, target.status) == []  # FailureTarget alone: no event yet
+    failed = plan(job(backoffLimit=0, status=target.status), [pod("Failed", 1)], now=T0)
+    assert condition_events(target.status, failed.status) == [
         ("Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]
     assert condition_events(failed.status, failed.status) == []
     done = plan(job(), [pod("Succeeded", 1)], now=T0)
