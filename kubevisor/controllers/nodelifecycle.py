@@ -40,6 +40,7 @@ from kubevisor.controllers.conditions import find_condition
 from kubevisor.controllers.errors import TemporaryError
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
+from kubevisor.controllers.scheduler.events import EventRecorder, reference
 
 JSON = dict[str, Any]
 LEASE_NAMESPACE = "kube-node-lease"
@@ -202,6 +203,7 @@ class NodeLifecycleController:
         self._seen: dict[str, tuple[tuple[str, ...], datetime]] = {}
         self.controller: Controller[str] = Controller(
             "node-lifecycle", self.reconcile, workers=workers, backoff=backoff)
+        self.events = EventRecorder(client, "node-controller")
         self.nodes = Informer(client, "v1", "Node")
         self.nodes.add_handler(self._on_node)
         self.leases = Informer(client, "coordination.k8s.io/v1", "Lease",
@@ -231,6 +233,7 @@ class NodeLifecycleController:
             group.create_task(self.nodes.run(), name="nodelifecycle-node-informer")
             group.create_task(self.leases.run(), name="nodelifecycle-lease-informer")
             group.create_task(self.pods.run(), name="nodelifecycle-pod-informer")
+            group.create_task(self.events.run(), name="nodelifecycle-events")
             await self.nodes.synced.wait()
             await self.leases.synced.wait()
             group.create_task(self.controller.run(), name="nodelifecycle-controller")
@@ -298,12 +301,17 @@ class NodeLifecycleController:
                 await c.delete("v1", "Pod", action.name, namespace=action.namespace,
                                preconditions={"uid": action.uid})
             except (NotFoundError, ConflictError):
-                pass
+                return
+            self.events.record({"kind": "Pod", "apiVersion": "v1", "name": action.name,
+                                "namespace": action.namespace, "uid": action.uid},
+                               "Normal", "TaintManagerEviction",
+                               f"Marking for deletion Pod {action.namespace}/{action.name}")
             return
         try:
             await c.update_status(not_ready(action.pod, now))
         except (NotFoundError, ConflictError):
-            pass  # gone, or changed: the pod's next event brings it back
+            return  # gone, or changed: the pod's next event brings it back
+        self.events.record(reference(action.pod), "Warning", "NodeNotReady", "Node is not ready")
 
 
 def _pod_binding(pod: JSON) -> JSON:

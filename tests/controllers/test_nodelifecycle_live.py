@@ -172,6 +172,16 @@ async def test_expired_lease_marks_unknown_taints_and_evicts(env: Env) -> None:
     await eventually(default_gone, what="pod with the default 300 s evicted")
     assert await exists(api, "forever") and await exists(api, "elsewhere")
 
+    async def events() -> set[tuple[str, str]] | None:
+        listed = await api.list("v1", "Event", namespace="work",
+                                field_selector="involvedObject.name=default")
+        got = {(e["reason"], e["message"]) for e in listed["items"]}
+        return got if len(got) >= 2 else None
+
+    assert await eventually(events, what="pod events") == {
+        ("NodeNotReady", "Node is not ready"),
+        ("TaintManagerEviction", "Marking for deletion Pod work/default")}
+
     # the agent comes back: posts Ready and renews; the taints go
     await renew(api, "h1", clock())
     got = await api.get("v1", "Node", "h1")
