@@ -124,6 +124,12 @@ def builtin_types() -> list[ResourceType]:
         # batch/v1
         _rt("batch", "v1", "Job", "jobs", schema_name="io.k8s.api.batch.v1.Job",
             categories=("all",)),
+        # certificates.k8s.io/v1 (the approval subresource: apiserver.csr)
+        _rt("certificates.k8s.io", "v1", "CertificateSigningRequest",
+            "certificatesigningrequests",
+            schema_name="io.k8s.api.certificates.v1.CertificateSigningRequest",
+            namespaced=False, short_names=("csr",),
+            selectable_fields=("spec.signerName",)),
         # coordination.k8s.io/v1
         _rt("coordination.k8s.io", "v1", "Lease", "leases",
             schema_name="io.k8s.api.coordination.v1.Lease", has_status=False),

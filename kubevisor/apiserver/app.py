@@ -23,7 +23,9 @@ import orjson
 
 from kubevisor.apiserver import (
     binding,
+    clientcerts,
     crds,
+    csr,
     discovery,
     errors,
     listing,
@@ -36,6 +38,7 @@ from kubevisor.apiserver import (
     subresources,
     watch,
 )
+from kubevisor.apiserver.bootstrap import BootstrapTokens, anonymous_allowed
 from kubevisor.apiserver.config import ServerConfig, UserInfo
 from kubevisor.apiserver.context import Context
 from kubevisor.apiserver.http import (
@@ -70,6 +73,7 @@ class App:
         self.ctx = ctx
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self.bootstrap_tokens = BootstrapTokens(ctx.store)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -95,6 +99,9 @@ class App:
         self._tasks.append(asyncio.create_task(namespaces.sync_loop(self.ctx, revision),
                                                name="namespace-sync"))
         self._tasks.extend(await services.start(self.ctx))
+        revision = await self.bootstrap_tokens.load()
+        self._tasks.append(asyncio.create_task(self.bootstrap_tokens.sync_loop(revision),
+                                               name="bootstrap-token-sync"))
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compaction"))
         self.ctx.ready = True
 
@@ -153,7 +160,7 @@ class App:
                           query=parse_query(raw_query), headers=headers, raw_query=raw_query)
             resp = await self._public(req)
             if resp is None:
-                req.user = self._authenticate(req)
+                req.user = self._authenticate(req, scope)
                 if not req.path.startswith("/openapi/") and req.path.rstrip("/") not in (
                         "/api", "/apis"):
                     out = negotiate(headers.get("accept", ""))
@@ -191,7 +198,7 @@ class App:
                 prefix = "base64url.bearer.authorization.k8s.io."
                 if proto.startswith(prefix) and "authorization" not in headers:
                     headers["authorization"] = "Bearer " + _b64url(proto[len(prefix):])
-            req.user = self._authenticate(req)
+            req.user = self._authenticate(req, scope)
             info = parse_path(req.path)
             if (info.kind != "resource" or info.group or info.resource != "pods"
                     or not info.namespace or not info.name
@@ -263,16 +270,27 @@ class App:
                 break
         return b"".join(chunks)
 
-    def _authenticate(self, req: Request) -> UserInfo:
+    def _authenticate(self, req: Request, scope: dict[str, Any] | None = None) -> UserInfo:
+        """A known bearer token (the admin's first), a bootstrap token
+        (:mod:`.bootstrap`), else a verified client certificate
+        (:mod:`.clientcerts`); 401 otherwise. Authorization (RBAC) is not
+        enforced yet: any authenticated user may do anything."""
         tokens = self.ctx.config.tokens
         if not tokens:
             return ANONYMOUS
         auth = req.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer":
-            user = tokens.get(token.strip())
+            token = token.strip()
+            user = tokens.get(token) or self.bootstrap_tokens.authenticate(token)
             if user is not None:
                 return user
+            raise errors.unauthorized()  # a bad token fails even with a certificate
+        user = clientcerts.user_of_scope(scope)
+        if user is not None:
+            return user
+        if not auth and anonymous_allowed(req.method, req.path):
+            return ANONYMOUS
         raise errors.unauthorized()
 
     async def _public(self, req: Request) -> Response | None:
@@ -353,6 +371,8 @@ class App:
                 return await subresources.scale(ctx, req, info, rt, out)
             if sub == "finalize" and rt.group == "" and rt.kind == "Namespace":
                 return await subresources.finalize(ctx, req, info, rt, out)
+            if sub == "approval" and (rt.group, rt.kind) == csr.KIND:
+                return await csr.approval(ctx, req, info, rt, out)
             if rt.group == "" and rt.kind == "Pod":
                 if sub == "binding":
                     return await binding.bind_subresource(ctx, req, info, rt, out)

@@ -18,6 +18,7 @@ from kubevisor.api.kinds import ResourceType
 from kubevisor.api.meta import now_rfc3339
 from kubevisor.apiserver import (
     admission,
+    csr,
     errors,
     managed,
     namespaces,
@@ -97,6 +98,7 @@ async def create_object(ctx: Context, req: Request, rt: ResourceType, obj: JSON,
     admission.check_unknown_fields(rt, obj, req)
     objects.prepare_create(rt, obj, now_rfc3339())
     strategy.prepare_for_create(rt, obj)
+    csr.set_requester(rt, obj, req.user)
     admission.default_and_validate(rt, obj)
     if manage:
         managed.on_create(rt, obj, req)

@@ -22,6 +22,7 @@ import gc
 import logging
 import signal
 import socket
+import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 import orjson
 import uvicorn
 
+from kubevisor.apiserver.clientcerts import tls_extension
 from kubevisor.apiserver.config import ServerConfig
 from kubevisor.apiserver.pki import ADMIN_USER, Credentials, ensure_pki, write_kubeconfig
 
@@ -141,7 +143,11 @@ def _http_protocol() -> type[asyncio.Protocol]:
     class Protocol(base):  # type: ignore[misc, valid-type]
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             loop = asyncio.get_running_loop()
+            ssl_object = transport.get_extra_info("ssl_object")
+            peer = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             super().connection_made(_CoalescingTransport(transport, loop))
+            if peer:  # verified against the CA by the handshake (CERT_OPTIONAL)
+                self.app = _with_tls(self.app, tls_extension(peer))
 
         def send_400_response(self, msg: str) -> None:
             """A request the HTTP parser cannot read (garbage, or a method
@@ -150,6 +156,17 @@ def _http_protocol() -> type[asyncio.Protocol]:
             self.transport.close()
 
     return Protocol
+
+
+def _with_tls(app: ASGIApp, tls: dict[str, Any]) -> ASGIApp:
+    """``app`` seeing the connection's client certificate as the ASGI
+    ``tls`` scope extension (uvicorn does not put it in the scope)."""
+
+    async def with_tls(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["extensions"] = {**(scope.get("extensions") or {}), "tls": tls}
+        await app(scope, receive, send)
+
+    return with_tls
 
 
 def _bad_request_bytes(msg: str) -> bytes:
@@ -178,6 +195,10 @@ def uvicorn_config(app: ASGIApp, credentials: Credentials) -> uvicorn.Config:
         lifespan="auto",
         ssl_certfile=str(credentials.cert_file),
         ssl_keyfile=str(credentials.key_file),
+        # Client certificates are asked for, not required, and checked
+        # against the cluster CA (nodes authenticate with them).
+        ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        ssl_ca_certs=str(credentials.ca_file),
         access_log=False,
         log_config=None,
         server_header=False,
