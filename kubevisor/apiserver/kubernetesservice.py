@@ -6,7 +6,8 @@ Its ClusterIP is the first address of the service CIDR, its port 443
 (``ServerConfig.advertise_address`` / ``advertise_port``), written as the
 Service's Endpoints and EndpointSlice. :func:`run` ensures all three every
 :data:`RECONCILE_SECONDS` once the address is known and ``default``
-exists, writing only what differs. Started by
+exists (the address may be set on the config after start, e.g. once the
+port is bound), writing only what differs. Started by
 :func:`kubevisor.apiserver.services.start`.
 """
 
@@ -28,6 +29,7 @@ JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
 RECONCILE_SECONDS = 10.0
+WAITING_SECONDS = 1.0
 NAME = "kubernetes"
 NAMESPACE = "default"
 SYSTEM = UserInfo(name="system:apiserver", groups=("system:masters",))
@@ -74,12 +76,16 @@ def _request() -> Request:
 
 
 async def run(ctx: Context) -> None:
+    """Reconcile forever: every second until the first pass could run
+    (the address or ``default`` may come a moment after start), then every
+    :data:`RECONCILE_SECONDS`."""
+    done = False
     while True:
         try:
-            await ensure(ctx)
+            done = await ensure(ctx) or done
         except (errors.ApiError, store_errors.StoreError) as exc:
             log.warning("could not reconcile the kubernetes Service: %s", exc)
-        await asyncio.sleep(RECONCILE_SECONDS)
+        await asyncio.sleep(RECONCILE_SECONDS if done else WAITING_SECONDS)
 
 
 async def ensure(ctx: Context) -> bool:

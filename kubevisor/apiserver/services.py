@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from typing import Any
 
 from kubevisor.api.fielderrors import (
@@ -35,8 +36,11 @@ from kubevisor.api.kinds import ResourceType
 from kubevisor.apiserver import errors, serviceranges
 from kubevisor.apiserver.context import Context
 from kubevisor.apiserver.serviceranges import Allocators, Reservations, held_ips, held_ports
+from kubevisor.store import errors as store_errors
 
 JSON = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 SERVICE = ("", "Service")
 _FAMILIES = ("IPv4", "IPv6")
@@ -61,7 +65,11 @@ async def start(ctx: Context) -> list[asyncio.Task[None]]:
 
     alloc = allocators(ctx)
     revision = await serviceranges.load(alloc)
-    await serviceranges.repair(alloc)
+    try:
+        await serviceranges.repair(alloc)
+    except store_errors.StoreError:
+        log.warning("service range repair at start failed; the periodic one will retry",
+                    exc_info=True)
     return [
         asyncio.create_task(serviceranges.sync_loop(alloc, revision), name="service-ranges"),
         asyncio.create_task(serviceranges.repair_loop(alloc), name="service-ranges-repair"),

@@ -205,3 +205,19 @@ async def test_two_apiservers_on_one_store_never_share_an_ip(tmp_path: Path) -> 
                 assert len({r.json()["spec"]["clusterIP"] for r in rs}) == 50
         finally:
             await second.shutdown()
+
+
+async def test_kubernetes_service_appears_once_default_exists(tmp_path: Path) -> None:
+    """The server's own loop: the address may even be set after start."""
+    async with server(tmp_path) as (app, api):
+        await make_ns(api, "default")
+        app.ctx.config.advertise_address = "192.0.2.10"
+        app.ctx.config.advertise_port = 6443
+        for _ in range(100):
+            r = await api.get("/api/v1/namespaces/default/endpoints/kubernetes")
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert r.status_code == 200, r.text
+        got = (await api.get("/api/v1/namespaces/default/services/kubernetes")).json()
+        assert got["spec"]["clusterIP"] == "10.96.0.1"
