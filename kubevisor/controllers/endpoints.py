@@ -158,6 +158,10 @@ class EndpointsController:
         self.services = Informer(client, "v1", "Service")
         self.pods = Informer(client, "v1", "Pod")
         self.endpoints = Informer(client, "v1", "Endpoints")
+        self._pods_by_ns = sb.ByNamespace()
+        self._services_by_ns = sb.ByNamespace()
+        self.services.add_handler(self._services_by_ns.on_event)
+        self.pods.add_handler(self._pods_by_ns.on_event)
         self.services.add_handler(self._on_service)
         self.pods.add_handler(self._on_pod)
         self.endpoints.add_handler(self._on_endpoints)
@@ -169,7 +173,8 @@ class EndpointsController:
         self.controller.queue.add((md.get("namespace", ""), md.get("name", "")))
 
     def _on_pod(self, etype: str, pod: JSON, old: JSON | None) -> None:
-        for key in services_of(self.services.items(), pod, old):
+        ns = (pod.get("metadata") or {}).get("namespace", "")
+        for key in services_of(self._services_by_ns.in_namespace(ns), pod, old):
             self.controller.queue.add(key)
 
     def _on_endpoints(self, etype: str, ep: JSON, old: JSON | None) -> None:
@@ -202,8 +207,7 @@ class EndpointsController:
                 except NotFoundError:
                     pass
             return None
-        pods = [p for p in self.pods.items()
-                if (p.get("metadata") or {}).get("namespace") == namespace]
+        pods = self._pods_by_ns.in_namespace(namespace)
         body = plan(svc, pods, current, now=rfc3339(self._clock()))
         if body is None:
             return None

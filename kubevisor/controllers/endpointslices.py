@@ -199,6 +199,10 @@ class EndpointSliceController:
         self.pods = Informer(client, "v1", "Pod")
         self.slices = Informer(client, API_VERSION, "EndpointSlice",
                                label_selector=f"{MANAGED_BY}={CONTROLLER_NAME}")
+        self._pods_by_ns = sb.ByNamespace()
+        self._services_by_ns = sb.ByNamespace()
+        self.services.add_handler(self._services_by_ns.on_event)
+        self.pods.add_handler(self._pods_by_ns.on_event)
         self.services.add_handler(self._on_service)
         self.pods.add_handler(self._on_pod)
         self.slices.add_handler(self._on_slice)
@@ -213,7 +217,8 @@ class EndpointSliceController:
         self.controller.queue.add((md.get("namespace", ""), md.get("name", "")))
 
     def _on_pod(self, etype: str, pod: JSON, old: JSON | None) -> None:
-        for key in services_of(self.services.items(), pod, old):
+        ns = (pod.get("metadata") or {}).get("namespace", "")
+        for key in services_of(self._services_by_ns.in_namespace(ns), pod, old):
             self.controller.queue.add(key)
 
     def _on_slice(self, etype: str, slice_: JSON, old: JSON | None) -> None:
@@ -260,8 +265,7 @@ class EndpointSliceController:
             todo = SlicePlan(delete=[s["metadata"]["name"] for s in existing]) \
                 if svc is not None else SlicePlan()
         else:
-            pods = [p for p in self.pods.items()
-                    if (p.get("metadata") or {}).get("namespace") == namespace]
+            pods = self._pods_by_ns.in_namespace(namespace)
             todo = plan(svc, pods, existing, now=rfc3339(self._clock()),
                         max_endpoints=self._max)
         if todo:

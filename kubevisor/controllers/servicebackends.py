@@ -169,3 +169,27 @@ def trigger_time(svc: JSON, pods: Iterable[JSON]) -> str:
             if cond.get("type") == "Ready":
                 times.append(cond.get("lastTransitionTime") or "")
     return max(t for t in times if isinstance(t, str)) if times else ""
+
+
+class ByNamespace:
+    """An informer's objects by namespace, kept from its events (register
+    :meth:`on_event` as a handler before the ones that read it), so a
+    reconcile reads one namespace's pods instead of every pod."""
+
+    def __init__(self) -> None:
+        self._by_ns: dict[str, dict[str, JSON]] = {}
+
+    def on_event(self, etype: str, obj: JSON, old: JSON | None) -> None:
+        md = obj.get("metadata") or {}
+        ns, name = md.get("namespace") or "", md.get("name") or ""
+        if etype == "DELETED":
+            objs = self._by_ns.get(ns)
+            if objs is not None:
+                objs.pop(name, None)
+                if not objs:
+                    del self._by_ns[ns]
+        else:
+            self._by_ns.setdefault(ns, {})[name] = obj
+
+    def in_namespace(self, namespace: str) -> list[JSON]:
+        return list((self._by_ns.get(namespace) or {}).values())
