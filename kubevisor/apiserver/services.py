@@ -25,6 +25,7 @@ import logging
 from typing import Any
 
 from kubevisor.api.fielderrors import (
+    DUPLICATE,
     FORBIDDEN,
     FieldError,
     GoRepr,
@@ -236,12 +237,17 @@ def field_errors(svc: JSON, *, version: int) -> list[FieldError]:
             errs.append(invalid(f"spec.clusterIPs[{i}]", value, _VALID_IP))
     if len(ips) > 2:
         errs.append(invalid("spec.clusterIPs", _ips_value(ips), "may only hold up to 2 values"))
+    seen: set[tuple[Any, Any]] = set()
     for i, port in enumerate(spec.get("ports") or ()):
         if not isinstance(port, dict) or not port.get("nodePort"):
             continue
         if typ == "ClusterIP":
             errs.append(FieldError(FORBIDDEN, f"spec.ports[{i}].nodePort", None,
                                    "may not be used when `type` is 'ClusterIP'"))
+        key = (port["nodePort"], port.get("protocol") or "TCP")
+        if key in seen:
+            errs.append(FieldError(DUPLICATE, f"spec.ports[{i}].nodePort", port["nodePort"]))
+        seen.add(key)
     if errs:
         return errs
     families = list(spec.get("ipFamilies") or ())

@@ -155,6 +155,11 @@ async def test_node_ports_allocated_requested_and_refused(ns: httpx.AsyncClient)
     assert r.status_code == 422
     assert "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'" in \
         r.json()["message"]
+    r = await ns.post(SVC, json=svc("b", type_="NodePort", ports=[
+        {"name": "a", "port": 80, "nodePort": 30445}, {"name": "b", "port": 81,
+                                                       "nodePort": 30445}]))
+    assert r.status_code == 422
+    assert "spec.ports[1].nodePort: Duplicate value: 30445" in r.json()["message"]
     # TCP and UDP of one port share a node port.
     spec = (await create(ns, svc("dns", type_="NodePort", ports=[
         {"name": "udp", "port": 53, "protocol": "UDP"},
