@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from kubevisor.client import Client, NotFoundError
 from kubevisor.controllers.endpointslices import CONTROLLER_NAME, MANAGED_BY, SERVICE_NAME
 
@@ -267,3 +269,22 @@ async def test_endpoint_slices_conditions_labels_and_cleanup(api: Client) -> Non
 
 async def _empty(got: Awaitable[list[JSON]]) -> bool:
     return not await got
+
+
+@pytest.mark.slow
+async def test_a_hundred_and_five_pods_make_two_slices(api: Client) -> None:
+    ns = "es2"
+    await setup(api, ns)
+    await service(api, ns, "big")
+    names = [f"big-{i}" for i in range(105)]
+    await asyncio.gather(*(pod(api, ns, n, {"app": "big"}) for n in names))
+    await asyncio.gather(*(kubelet(api, ns, n, f"10.245.{i // 200}.{i % 200 + 1}", ready=True)
+                           for i, n in enumerate(names)))
+
+    async def two() -> list[int] | None:
+        sizes = sorted(len(s["endpoints"]) for s in await slices(api, ns, "big"))
+        return sizes if sum(sizes) == 105 else None
+
+    assert await eventually(two, timeout=60, what="105 endpoints") == [5, 100]
+    ep = await endpoints(api, ns, "big")
+    assert len(ips(ep)) == 105
