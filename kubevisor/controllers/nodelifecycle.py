@@ -14,7 +14,9 @@ TaintNodesByCondition and taint-based evictions): Ready Unknown →
 condition does. Pods on a node that is not Ready get Ready=False. A pod on
 a node with NoExecute taints is deleted once its tolerations run out (at
 once if it tolerates none; the apiserver gives every pod 300 s for
-not-ready and unreachable), counted from the taint's ``timeAdded``.
+not-ready and unreachable), counted from the taint's ``timeAdded``. Pods
+bound to a Node that was deleted are deleted (grace 0) once it has been
+gone for ``grace`` seconds (kube's pod garbage collector).
 
 "When did the node last speak" is the controller's own clock at the
 moment it saw the lease or heartbeat change (as kube does, so clock skew
@@ -201,6 +203,8 @@ class NodeLifecycleController:
         self._grace = (grace, startup_grace)
         #: node -> (heartbeat seen, when this controller saw it change)
         self._seen: dict[str, tuple[tuple[str, ...], datetime]] = {}
+        #: node -> when this controller first found it gone while pods were bound to it
+        self._missing: dict[str, datetime] = {}
         self.controller: Controller[str] = Controller(
             "node-lifecycle", self.reconcile, workers=workers, backoff=backoff)
         self.events = EventRecorder(client, "node-controller")
@@ -221,6 +225,8 @@ class NodeLifecycleController:
             return
         node = self.nodes.get(node_name)
         if node is None:
+            if self.nodes.synced.is_set():
+                self.controller.queue.add(node_name)  # bound to a node that is gone
             return
         ready = (find_condition((node.get("status") or {}).get("conditions"), "Ready")
                  or {}).get("status")
@@ -252,7 +258,8 @@ class NodeLifecycleController:
             node = await c.get("v1", "Node", name)
         except NotFoundError:
             self._seen.pop(name, None)
-            return None
+            return await self._collect_orphans(name)
+        self._missing.pop(name, None)
         node.setdefault("apiVersion", "v1")
         node.setdefault("kind", "Node")
         now = self._clock()
@@ -286,6 +293,34 @@ class NodeLifecycleController:
             if pod_plan.requeue_after is not None:
                 waits.append(pod_plan.requeue_after)
         return Result(requeue_after=min(waits)) if waits else None
+
+    async def _collect_orphans(self, name: str) -> Result | None:
+        """Pods bound to a node that no longer exists are deleted at once (no
+        agent will confirm), after a quarantine of ``grace`` seconds in case
+        the node comes back (kube's pod garbage collector)."""
+        c = self.client
+        listed = await c.list("v1", "Pod", field_selector=f"spec.nodeName={name}")
+        pods = listed.get("items") or []
+        if not pods:
+            self._missing.pop(name, None)
+            return None
+        now = self._clock()
+        since = self._missing.setdefault(name, now)
+        left = (since + timedelta(seconds=self._grace[0]) - now).total_seconds()
+        if left > 0:
+            return Result(requeue_after=left)
+        for pod in pods:
+            md = pod["metadata"]
+            try:
+                await c.delete("v1", "Pod", md["name"], namespace=md["namespace"],
+                               grace_period_seconds=0, preconditions={"uid": md["uid"]})
+            except (NotFoundError, ConflictError):
+                continue
+            self.events.record(reference(pod), "Normal", "PodGCOrphaned",
+                               f"Deleted orphaned pod {md['namespace']}/{md['name']}: "
+                               f"node {name} is gone")
+        self._missing.pop(name, None)
+        return None
 
     async def _write(self, verb: Callable[[JSON], Any], body: JSON) -> JSON:
         try:

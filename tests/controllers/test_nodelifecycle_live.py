@@ -207,3 +207,25 @@ async def test_not_ready_node_is_tainted_at_once(env: Env) -> None:
 
 async def _has_taints(api: Client, name: str, expected: set[tuple[str, str]]) -> bool:
     return await taints(api, name) == expected
+
+
+async def test_pods_of_a_deleted_node_are_collected_after_the_quarantine(env: Env) -> None:
+    api, clock = env.api, env.clock
+    await namespace(api, "work")
+    await api.create(node("gone"))
+    await api.create(pod("stranded", "gone"))
+    await run_ready(api, "work", "stranded")
+    await api.delete("v1", "Node", "gone")
+    await asyncio.sleep(0.5)
+    assert await exists(api, "stranded"), "deleted before the quarantine"
+    clock.offset = 41
+    env.controller.controller.queue.add("gone")
+
+    async def stranded_gone() -> bool:
+        try:
+            await api.get("v1", "Pod", "stranded", namespace="work")
+        except NotFoundError:
+            return True
+        return False
+
+    await eventually(stranded_gone, what="orphaned pod deleted for good")
