@@ -8,7 +8,7 @@ host's resolvers (:mod:`.upstream`); :func:`resolv_conf` writes a pod's
 """
 
 from kubevisor.node.dns.catalog import Catalog
-from kubevisor.node.dns.clusterdns import ClusterDNS
+from kubevisor.node.dns.clusterdns import ClusterDNS, gateway_address
 from kubevisor.node.dns.errors import DNSError, DNSServerError
 from kubevisor.node.dns.records import Lookup, Zone
 from kubevisor.node.dns.resolvconf import (
@@ -20,6 +20,7 @@ from kubevisor.node.dns.resolvconf import (
     read_host_resolv,
     read_pod_host_resolv,
     resolv_conf,
+    write_resolv_conf,
 )
 from kubevisor.node.dns.server import DNSServer
 from kubevisor.node.dns.upstream import Upstream, host_upstreams
@@ -36,10 +37,12 @@ __all__ = [
     "PodDNS",
     "Upstream",
     "Zone",
+    "gateway_address",
     "host_upstreams",
     "parse_resolv_conf",
     "pod_dns",
     "read_host_resolv",
     "read_pod_host_resolv",
     "resolv_conf",
+    "write_resolv_conf",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Sequence
 
@@ -27,6 +28,12 @@ from kubevisor.node.dns.server import DNSServer
 from kubevisor.node.dns.upstream import Upstream, host_upstreams
 
 log = logging.getLogger(__name__)
+
+
+def gateway_address(pod_cidr: str) -> str:
+    """The pod bridge's gateway: the first address of ``pod_cidr``; what a
+    ClusterFirst pod's resolv.conf names as its nameserver."""
+    return str(ipaddress.ip_network(pod_cidr, strict=False).network_address + 1)
 
 
 class ClusterDNS:
@@ -49,6 +56,12 @@ class ClusterDNS:
         self._retry = retry_seconds
         #: Set once the server listens (``server.port`` is then the bound port).
         self.listening = asyncio.Event()
+
+    @classmethod
+    def for_pod_cidr(cls, client: Client, pod_cidr: str, **kwargs: object) -> ClusterDNS:
+        """The server of a node whose pod bridge serves ``pod_cidr``: on its
+        gateway, the first address (as the network driver assigns it)."""
+        return cls(client, address=gateway_address(pod_cidr), **kwargs)  # type: ignore[arg-type]
 
     async def _listen(self) -> None:
         while True:

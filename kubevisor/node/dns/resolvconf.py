@@ -16,10 +16,10 @@ win, search domains lose a trailing dot); :func:`pod_dns` turns a Pod's
 ``dnsConfig`` nameservers and searches are appended without duplicates,
 its options override same-named ones; then kubelet's limits apply (3
 nameservers, 32 search domains, 2,048 characters of search line, no
-domain over 253 characters), each cut reported in ``warnings`` with
-kubelet's words (the caller emits them as ``DNSConfigForming`` events).
-Pure: the node's pod worker calls it and writes :meth:`PodDNS.render`
-into the file it mounts at /etc/resolv.conf.
+domain over 253 characters), each cut reported in ``warnings`` as
+(event reason, message) with kubelet's words, for the caller to emit as
+Warning events. Pure but for :func:`write_resolv_conf`, which the node's
+pod worker calls to write the file it mounts at /etc/resolv.conf.
 """
 
 from __future__ import annotations
@@ -52,12 +52,13 @@ class HostResolv:
 
 @dataclass(frozen=True, slots=True)
 class PodDNS:
-    """What one pod's resolver is told; ``warnings`` are kubelet's event messages."""
+    """What one pod's resolver is told; ``warnings`` are (reason, message)
+    of the Warning events kubelet emits for it."""
 
     nameservers: tuple[str, ...] = ()
     searches: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = field(default=(), compare=False)
+    warnings: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def render(self) -> str:
         """The file's text, in the order container runtimes write it."""
@@ -133,7 +134,7 @@ def _merge_options(existing: list[str], extra: list[JSON]) -> list[str]:
     return [f"{name}:{value}" if value else name for name, value in merged.items()]
 
 
-def _fit_searches(searches: list[str], warnings: list[str]) -> list[str]:
+def _fit_searches(searches: list[str], warnings: list[tuple[str, str]]) -> list[str]:
     fitted = searches[:MAX_SEARCH_PATHS]
     exceeded = len(fitted) < len(searches)
     kept = [s for s in fitted if len(s) <= MAX_DOMAIN_CHARS]
@@ -142,17 +143,19 @@ def _fit_searches(searches: list[str], warnings: list[str]) -> list[str]:
         kept.pop()
         exceeded = True
     if exceeded:
-        warnings.append("Search Line limits were exceeded, some search paths have been "
-                        f"omitted, the applied search line is: {' '.join(kept)}")
+        warnings.append(("DNSConfigForming",
+                         "Search Line limits were exceeded, some search paths have been "
+                         f"omitted, the applied search line is: {' '.join(kept)}"))
     return kept
 
 
-def _fit_nameservers(nameservers: list[str], warnings: list[str]) -> list[str]:
+def _fit_nameservers(nameservers: list[str], warnings: list[tuple[str, str]]) -> list[str]:
     if len(nameservers) <= MAX_NAMESERVERS:
         return nameservers
     kept = nameservers[:MAX_NAMESERVERS]
-    warnings.append("Nameserver limits were exceeded, some nameservers have been omitted, "
-                    f"the applied nameserver line is: {' '.join(kept)}")
+    warnings.append(("DNSConfigForming",
+                     "Nameserver limits were exceeded, some nameservers have been omitted, "
+                     f"the applied nameserver line is: {' '.join(kept)}"))
     return kept
 
 
@@ -165,7 +168,7 @@ def pod_dns(pod: JSON, *, nameserver: str | None, zone: str = DEFAULT_ZONE,
     namespace = (pod.get("metadata") or {}).get("namespace") or "default"
     policy = spec.get("dnsPolicy") or "ClusterFirst"
     host_network = bool(spec.get("hostNetwork"))
-    warnings: list[str] = []
+    warnings: list[tuple[str, str]] = []
 
     if policy == "None":
         kind = "none"
@@ -176,8 +179,9 @@ def pod_dns(pod: JSON, *, nameserver: str | None, zone: str = DEFAULT_ZONE,
     else:  # the apiserver rejects other values; kubelet treats them as ClusterFirst
         kind = "cluster"
     if kind == "cluster" and not nameserver:
-        warnings.append('kubelet does not have ClusterDNS IP configured and cannot create Pod '
-                        'using "ClusterFirst" policy. Falling back to "Default" policy.')
+        warnings.append(("MissingClusterDNS",
+                         'kubelet does not have ClusterDNS IP configured and cannot create Pod '
+                         'using "ClusterFirst" policy. Falling back to "Default" policy.'))
         kind = "host"
 
     nameservers: list[str]
@@ -209,3 +213,18 @@ def resolv_conf(pod: JSON, *, nameserver: str | None, zone: str = DEFAULT_ZONE,
                 host: HostResolv = HostResolv()) -> str:
     """:func:`pod_dns` rendered as the file's text."""
     return pod_dns(pod, nameserver=nameserver, zone=zone, host=host).render()
+
+
+def write_resolv_conf(pod: JSON, etc_dir: Path, *, nameserver: str | None,
+                      zone: str = DEFAULT_ZONE, host: HostResolv | None = None) -> PodDNS:
+    """Write ``etc_dir/resolv.conf`` for ``pod`` (atomically, mode 0644) and
+    return what was written; ``host`` None reads :func:`read_pod_host_resolv`.
+    Blocking file I/O: call it in a thread from async code."""
+    config = pod_dns(pod, nameserver=nameserver, zone=zone,
+                     host=read_pod_host_resolv() if host is None else host)
+    etc_dir.mkdir(parents=True, exist_ok=True)
+    tmp = etc_dir / ".resolv.conf.tmp"
+    tmp.write_text(config.render())
+    tmp.chmod(0o644)
+    tmp.replace(etc_dir / "resolv.conf")
+    return config

@@ -107,7 +107,14 @@ class DNSServer:
         elif len(query.question) != 1:
             reply.set_rcode(dns.rcode.FORMERR)
         else:
-            forwarded = await self._answer(query, reply, tcp=tcp)
+            try:
+                forwarded = await self._answer(query, reply, tcp=tcp)
+            except Exception:  # a bug must cost one answer, never the server
+                log.exception("cluster DNS: failed to answer %s", query.question)
+                reply = dns.message.make_response(query, recursion_available=True,
+                                                  our_payload=OUR_PAYLOAD)
+                reply.set_rcode(dns.rcode.SERVFAIL)
+                forwarded = None
             if forwarded is not None:
                 reply = forwarded
         return reply.to_wire(max_size=limit, prefer_truncation=True)

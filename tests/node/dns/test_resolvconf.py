@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kubevisor.node.dns import gateway_address
 from kubevisor.node.dns.resolvconf import (
     HostResolv,
     parse_resolv_conf,
     pod_dns,
     read_pod_host_resolv,
     resolv_conf,
+    write_resolv_conf,
 )
 
 HOST = HostResolv(nameservers=("192.0.2.53", "192.0.2.54"), searches=("corp.example",),
@@ -68,7 +70,8 @@ def test_host_network_falls_back_to_default_unless_with_host_net() -> None:
 def test_no_cluster_dns_falls_back_with_kubelets_warning() -> None:
     dns = pod_dns(_pod(), nameserver=None, host=HOST)
     assert dns.nameservers == HOST.nameservers
-    assert dns.warnings and "Falling back to \"Default\" policy" in dns.warnings[0]
+    [(reason, message)] = dns.warnings
+    assert reason == "MissingClusterDNS" and 'Falling back to "Default" policy' in message
 
 
 def test_dns_config_merges_as_kubelet_does() -> None:
@@ -90,8 +93,9 @@ def test_limits_cut_and_warn() -> None:
     dns = pod_dns(pod, nameserver="10.88.0.1")
     assert dns.nameservers == ("192.0.2.1", "192.0.2.2", "192.0.2.3")
     assert len(dns.searches) == 32 and dns.searches[-1] == "d31.example"
-    assert any(w.startswith("Nameserver limits were exceeded") for w in dns.warnings)
-    assert any(w.startswith("Search Line limits were exceeded") for w in dns.warnings)
+    assert {reason for reason, _ in dns.warnings} == {"DNSConfigForming"}
+    assert any(m.startswith("Nameserver limits were exceeded") for _, m in dns.warnings)
+    assert any(m.startswith("Search Line limits were exceeded") for _, m in dns.warnings)
     long = _pod(dnsPolicy="None", dnsConfig={"searches": [f"{i:02d}" + "y" * 200 for i in range(20)]})
     cut = pod_dns(long, nameserver=None).searches
     assert len(" ".join(cut)) <= 2048 and len(cut) == 10
@@ -115,3 +119,16 @@ def test_loopback_stub_replaced_by_systemd_upstreams(tmp_path: Path) -> None:
     plain.write_text("nameserver 192.0.2.7\n")
     assert read_pod_host_resolv(plain, fallback=real).nameservers == ("192.0.2.7",)
     assert read_pod_host_resolv(tmp_path / "missing").nameservers == ()
+
+
+def test_write_resolv_conf_and_the_gateway(tmp_path: Path) -> None:
+    etc = tmp_path / "pod" / "etc"
+    nameserver = gateway_address("10.88.3.0/24")
+    assert nameserver == "10.88.3.1"
+    written = write_resolv_conf(_pod(), etc, nameserver=nameserver, host=HOST)
+    assert (etc / "resolv.conf").read_text() == written.render()
+    assert (etc / "resolv.conf").stat().st_mode & 0o777 == 0o644
+    assert "nameserver 10.88.3.1\n" in written.render()
+    again = write_resolv_conf(_pod(dnsPolicy="Default"), etc, nameserver=nameserver, host=HOST)
+    assert (etc / "resolv.conf").read_text() == again.render() != written.render()
+    assert [p.name for p in etc.iterdir()] == ["resolv.conf"]
