@@ -29,6 +29,7 @@ from kubevisor.client import (
     AlreadyExistsError,
     Client,
     ConflictError,
+    ForbiddenError,
     Informer,
     NotFoundError,
 )
@@ -218,6 +219,8 @@ class EndpointsController:
                 await self.client.update(body)
         except (ConflictError, AlreadyExistsError, NotFoundError) as exc:
             raise TemporaryError(f"endpoints {namespace}/{name}: {exc}") from exc
+        except ForbiddenError:
+            return None  # the namespace is being deleted, with its Services
         return None
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kubevisor.client import Client, ConflictError, Informer, NotFoundError
+from kubevisor.client import Client, ConflictError, ForbiddenError, Informer, NotFoundError
 from kubevisor.controllers import servicebackends as sb
 from kubevisor.controllers.endpoints import services_of
 from kubevisor.controllers.errors import TemporaryError
@@ -290,3 +290,5 @@ class EndpointSliceController:
                 written[stored["metadata"]["name"]] = stored["metadata"]["resourceVersion"]
         except (ConflictError, NotFoundError) as exc:
             raise TemporaryError(f"endpointslices of {key[0]}/{key[1]}: {exc}") from exc
+        except ForbiddenError:
+            pass  # the namespace is being deleted, with its Services
