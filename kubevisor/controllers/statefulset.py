@@ -5,7 +5,10 @@ with stable names, hostnames (``spec.hostname``, ``spec.subdomain`` from
 ``serviceName``), the labels ``statefulset.kubernetes.io/pod-name`` and
 ``apps.kubernetes.io/pod-index``, and one PersistentVolumeClaim
 ``<claim>-web-<i>`` per volumeClaimTemplate, created before the pod and
-kept when the set scales down (retention policy Retain). With
+kept when the set scales down (``persistentVolumeClaimRetentionPolicy``
+Retain; with ``whenScaled: Delete`` they go once their pod has, with
+``whenDeleted: Delete`` the set owns them and the garbage collector
+deletes them with it). With
 ``podManagementPolicy: OrderedReady`` pod i is created only once pods
 0..i-1 are Running and Ready, and scale-down removes the highest ordinal
 first, one at a time; ``Parallel`` creates and deletes all at once.
@@ -62,7 +65,12 @@ class DeletePod:
     uid: str
 
 
-Action = CreateClaim | CreatePod | DeletePod
+@dataclass(frozen=True, slots=True)
+class DeleteClaim:
+    name: str
+
+
+Action = CreateClaim | CreatePod | DeletePod | DeleteClaim
 
 
 @dataclass(slots=True)
@@ -227,6 +235,16 @@ def plan(sts: JSON, pods: Iterable[JSON], claims: set[str], *, current_revision:
         acts.extend(missing_claims(ordinal))
         if ordered and not _healthy(pod):
             return out
+    # claims of ordinals scaled away go once their pod has (whenScaled: Delete)
+    retention = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+    if retention.get("whenScaled") == "Delete":
+        for tpl in spec.get("volumeClaimTemplates") or ():
+            prefix = f"{(tpl.get('metadata') or {}).get('name', '')}-"
+            for claim in sorted(claims):
+                ordinal = ordinal_of(name, claim[len(prefix):]) if claim.startswith(prefix) \
+                    else None
+                if ordinal is not None and ordinal not in wanted and ordinal not in by_ordinal:
+                    acts.append(DeleteClaim(claim))
     # 2. condemned ordinals go, highest first (one at a time, if ordered)
     unhealthy = [o for o in sorted(condemned) if not _healthy(by_ordinal[o])]
     for ordinal in condemned:
@@ -241,7 +259,7 @@ def plan(sts: JSON, pods: Iterable[JSON], claims: set[str], *, current_revision:
         if ordered:
             return out
     # 3. rolling update, highest ordinal first, down to the partition
-    if not rolling or acts:
+    if not rolling or any(not isinstance(a, DeleteClaim) for a in acts):
         return out
     for ordinal in sorted((o for o in wanted if o - start >= partition), reverse=True):
         pod = by_ordinal.get(ordinal)
@@ -334,6 +352,13 @@ class StatefulSetController:
                 return
             self.events.record(ref, "Normal", "SuccessfulCreate",
                                f"create Claim {claim} in StatefulSet {name} success")
+        elif isinstance(action, DeleteClaim):
+            try:
+                await c.delete("v1", "PersistentVolumeClaim", action.name, namespace=namespace)
+            except NotFoundError:
+                return
+            self.events.record(ref, "Normal", "SuccessfulDelete",
+                               f"delete Claim {action.name} in StatefulSet {name} success")
         elif isinstance(action, CreatePod):
             pod = action.pod["metadata"]["name"]
             try:
@@ -373,6 +398,7 @@ def _pod_meta(pod: JSON) -> JSON:
 __all__ = [
     "CreateClaim",
     "CreatePod",
+    "DeleteClaim",
     "DeletePod",
     "Plan",
     "StatefulSetController",

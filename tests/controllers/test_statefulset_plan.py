@@ -9,6 +9,7 @@ from typing import Any
 from kubevisor.controllers.statefulset import (
     CreateClaim,
     CreatePod,
+    DeleteClaim,
     DeletePod,
     build_pod,
     ordinal_of,
@@ -146,3 +147,17 @@ def test_pod_identity() -> None:
     assert p["metadata"]["ownerReferences"][0]["controller"] is True
     assert "labels" in TEMPLATE["metadata"] and "hostname" not in TEMPLATE["spec"], \
         "the template was not mutated"
+
+
+def test_claims_of_scaled_away_ordinals_go_when_asked() -> None:
+    claims = [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]
+    existing = {"data-db-0", "data-db-1", "data-db-2", "other-claim"}
+    kept = run(sts(replicas=1, volumeClaimTemplates=claims), [pod(0)], claims=existing)
+    assert kept.actions == []
+    spec = {"volumeClaimTemplates": claims,
+            "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete",
+                                                     "whenDeleted": "Retain"}}
+    # db-2 still exists: only data-db-1 (whose pod is gone) goes, and db-2 is deleted
+    result = run(sts(replicas=1, **spec), [pod(0), pod(2)], claims=existing)
+    assert [a.name for a in result.actions if isinstance(a, DeleteClaim)] == ["data-db-1"]
+    assert deleted(result) == ["db-2"]
