@@ -184,6 +184,8 @@ async def test_kubectl_rollout_status(api: Client, tmp_path: Path) -> None:
     assert 'daemon set "agent" successfully rolled out' in out, out
     table = await kubectl(tmp_path / "kubeconfig", "-n", NS, "get", "daemonset", "agent")
     assert table.splitlines()[1].split()[:6] == ["agent", "2", "2", "2", "2", "2"], table
+    out = await kubectl(tmp_path / "kubeconfig", "-n", NS, "describe", "daemonset", "agent")
+    assert "Desired Number of Nodes Scheduled: 2" in out, out
 
 
 async def test_kubectl_rollout_history_and_undo(api: Client, tmp_path: Path) -> None:

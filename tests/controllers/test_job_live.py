@@ -201,3 +201,11 @@ async def test_kubectl_create_wait_and_get(api: Client, tmp_path: Path) -> None:
     assert "job.batch/hello condition met" in await wait
     table = await kubectl(kubeconfig, "-n", NS, "get", "jobs", "hello")
     assert table.splitlines()[1].split()[:3] == ["hello", "Complete", "1/1"], table
+
+    async def described() -> str | None:
+        out = await kubectl(kubeconfig, "-n", NS, "describe", "job", "hello")
+        return out if "Completed" in out else None
+
+    out = await eventually(described, what="describe shows the events")
+    assert "Pods Statuses:    0 Active (0 Ready) / 1 Succeeded / 0 Failed" in out, out
+    assert "SuccessfulCreate" in out, out

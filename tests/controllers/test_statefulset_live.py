@@ -228,6 +228,8 @@ async def test_kubectl_rollout_status(api: Client, tmp_path: Path) -> None:
     assert table.splitlines()[1].split()[:2] == ["web", "2/2"], table
     history = await kubectl(tmp_path / "kubeconfig", "-n", NS, "get", "controllerrevisions")
     assert "statefulset.apps/web" in history, history
+    out = await kubectl(tmp_path / "kubeconfig", "-n", NS, "describe", "statefulset", "web")
+    assert "Pods Status:        2 Running / 0 Waiting / 0 Succeeded / 0 Failed" in out, out
 
 
 async def test_orphan_pod_is_adopted_not_replaced(api: Client) -> None:
