@@ -154,6 +154,14 @@ async def test_replicaset_named_by_template_hash(api: Client) -> None:
 
     await eventually(scaled_event, what="ScalingReplicaSet event")
 
+    # at rest nothing is rewritten: status only when it changed
+    before = ((await get_deploy(api, "web"))["metadata"]["resourceVersion"],
+              [x["metadata"]["resourceVersion"] for x in await replicasets(api, "web")])
+    await asyncio.sleep(1.5)
+    after = ((await get_deploy(api, "web"))["metadata"]["resourceVersion"],
+             [x["metadata"]["resourceVersion"] for x in await replicasets(api, "web")])
+    assert before == after
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("replicas", "surge", "unavailable"), [(4, 1, 1), (5, "20%", 0),
