@@ -86,6 +86,7 @@ class DNSServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     # ------------------------------------------------------------ answering
 
@@ -210,9 +211,9 @@ class DNSServer:
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task is not None:  # closed with the server, like the UDP answers
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if task is not None:
+            self._connections[task] = writer
+            task.add_done_callback(self._connections.pop)
         try:
             while True:
                 head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS)
@@ -225,6 +226,10 @@ class DNSServer:
                 await writer.drain()
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            # only close() cancels a handler; ending quietly keeps asyncio's
+            # stream callback from logging the cancellation as an error
+            pass
         finally:
             writer.close()
             with contextlib.suppress(Exception):
@@ -235,10 +240,15 @@ class DNSServer:
             self._udp.close()
             self._udp = None
         if self._tcp is not None:
-            self._tcp.close()  # open connections' handlers are cancelled below
+            self._tcp.close()
             self._tcp = None
-        for task in list(self._tasks):
+        for writer in list(self._connections.values()):  # wakes their reads: EOF
+            writer.transport.abort()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=1.0)
+        pending = [*self._connections, *self._tasks]
+        for task in pending:
             task.cancel()
-        for task in list(self._tasks):
+        for task in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

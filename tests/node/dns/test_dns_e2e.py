@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from kubevisor.client import Client
-from kubevisor.node.dns import ClusterDNS, resolv_conf
+from kubevisor.node.dns import ClusterDNS, gateway_address, resolv_conf
 from kubevisor.runtime.types import ContainerSpec, Mount
 from tests.node.dns.objects import endpoints, service
 from tests.node.dns.stub import stub_upstream
@@ -46,6 +46,7 @@ async def test_busybox_in_a_pod_resolves_services(api: Client, tmp_path: Path) -
     try:
         drivers = await setup.drivers()
         net = await drivers.network.setup_pod("dns-client")
+        assert gateway_address(setup.pod_cidr) == net.gateway  # what the agent will bind
         if not _port_53_free(net.gateway):
             pytest.skip(f"{net.gateway}:53 is taken on this host (a wildcard DNS listener?)")
         web = await api.create(service("web", ip=None))
@@ -53,8 +54,9 @@ async def test_busybox_in_a_pod_resolves_services(api: Client, tmp_path: Path) -
         await api.create(endpoints("db", [(net.ip, "db-0")],
                                    ports=[{"name": "pg", "port": 5432, "protocol": "TCP"}]))
         async with stub_upstream({"example.org.": "192.0.2.10"}) as stub:
-            cluster_dns = ClusterDNS(api, address=net.gateway, port=53,
-                                     upstreams=[("127.0.0.1", stub.port)], upstream_timeout=2.0)
+            cluster_dns = ClusterDNS.for_pod_cidr(api, setup.pod_cidr, port=53,
+                                                  upstreams=[("127.0.0.1", stub.port)],
+                                                  upstream_timeout=2.0)
             task = asyncio.create_task(cluster_dns.run())
             try:
                 await asyncio.wait_for(cluster_dns.server.ready.wait(), 15)

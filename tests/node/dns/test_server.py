@@ -74,3 +74,24 @@ async def test_binds_udp_and_tcp_on_one_port_and_reports_a_taken_one() -> None:
             await other.start()
     finally:
         await server.close()
+
+
+async def test_tcp_answers_several_queries_and_close_ends_open_connections(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    server = _server()
+    server.ready.set()
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        for name in ("web.default.svc.cluster.local.", "nope.default.svc.cluster.local."):
+            wire = dns.message.make_query(name, "A").to_wire()
+            writer.write(struct.pack("!H", len(wire)) + wire)
+            size = struct.unpack("!H", await reader.readexactly(2))[0]
+            reply = dns.message.from_wire(await reader.readexactly(size))
+            assert str(reply.question[0].name) == name
+    finally:
+        await server.close()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # the server hung up
+    writer.close()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
