@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubevisor.client import Client, ClientError, NotFoundError
+from kubevisor.controllers.scheduler.transport import LeanPool
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -46,8 +47,9 @@ def reference(obj: Mapping[str, Any]) -> JSON:
 
 class EventRecorder:
     def __init__(self, client: Client, component: str, *, buffer: int = 10_000,
-                 workers: int = 2, remember: int = 4096) -> None:
+                 workers: int = 2, remember: int = 4096, lean: LeanPool | None = None) -> None:
         self.client = client
+        self._lean = lean
         self.component = component
         self._queue: asyncio.Queue[tuple[JSON, str, str, str]] = asyncio.Queue(buffer)
         self._workers = workers
@@ -87,13 +89,13 @@ class EventRecorder:
         if seen is not None:
             name, count = seen
             with contextlib.suppress(NotFoundError):
-                await self.client.patch("v1", "Event", name, {
-                    "count": count + 1, "lastTimestamp": stamp}, namespace=ref["namespace"])
+                await self._send("PATCH", f"{self._events(ref)}/{name}",
+                                 {"count": count + 1, "lastTimestamp": stamp})
                 self._remember_event(key, name, count + 1)
                 self.written += 1
                 return
         name = f"{ref['name']}.{time.time_ns():x}"
-        await self.client.create({
+        await self._send("POST", self._events(ref), {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": ref["namespace"]},
             "involvedObject": ref, "reason": reason, "message": message, "type": type_,
@@ -103,6 +105,17 @@ class EventRecorder:
         })
         self._remember_event(key, name, 1)
         self.written += 1
+
+    @staticmethod
+    def _events(ref: JSON) -> str:
+        return f"/api/v1/namespaces/{ref['namespace']}/events"
+
+    async def _send(self, method: str, path: str, body: JSON) -> None:
+        ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
+        if self._lean is not None:
+            await self._lean.request(method, path, body, content_type=ctype)
+        else:
+            await self.client.request(method, path, body=body, content_type=ctype)
 
     def _remember_event(self, key: _Key, name: str, count: int) -> None:
         self._seen[key] = (name, count)

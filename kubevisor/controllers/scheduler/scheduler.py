@@ -39,6 +39,7 @@ from kubevisor.controllers.scheduler.cache import Cache
 from kubevisor.controllers.scheduler.events import EventRecorder, reference
 from kubevisor.controllers.scheduler.podinfo import DEFAULT_SCHEDULER, PodInfo, pod_info
 from kubevisor.controllers.scheduler.queue import QueueTimes, SchedulingQueue
+from kubevisor.controllers.scheduler.transport import lean_pool_for
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ _TERMINAL = ("Succeeded", "Failed")
 class SchedulerOptions:
     name: str = DEFAULT_SCHEDULER
     percentage_of_nodes_to_score: int = 0  # 0: adaptive, as kube-scheduler
-    parallel_binds: int = 32
+    parallel_binds: int = 16
     times: QueueTimes = field(default_factory=QueueTimes)
     seed: int | None = None
 
@@ -91,7 +92,8 @@ class Scheduler:
         self.nodes = Informer(client, "v1", "Node")
         self.runtime_classes = Informer(client, "node.k8s.io/v1", "RuntimeClass")
         self.namespaces = Informer(client, "v1", "Namespace", transform=metadata_only)
-        self.events = EventRecorder(client, self.options.name)
+        self._lean = lean_pool_for(client, size=self.options.parallel_binds)
+        self.events = EventRecorder(client, self.options.name, lean=self._lean)
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
         self.namespaces.add_handler(self._on_namespace)
@@ -187,6 +189,8 @@ class Scheduler:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._lean is not None:
+                self._lean.close()
 
     async def _flush_loop(self) -> None:
         while True:
@@ -225,11 +229,14 @@ class Scheduler:
 
     async def _bind(self, pod: PodInfo, node: str) -> None:
         try:
-            await self.client.request(
-                "POST", f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/binding",
-                body={"apiVersion": "v1", "kind": "Binding",
-                      "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
-                      "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+            path = f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/binding"
+            body = {"apiVersion": "v1", "kind": "Binding",
+                    "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+            if self._lean is not None:
+                await self._lean.request("POST", path, body)
+            else:
+                await self.client.request("POST", path, body=body)
         except (ConflictError, NotFoundError) as exc:
             # Bound by someone else, replaced or gone: the informer has the truth.
             log.info("scheduler: binding %s/%s: %s", pod.namespace, pod.name, exc)
