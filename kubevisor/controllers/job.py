@@ -12,7 +12,10 @@ doubling, capped at 6 min, as kube); past the limit, or past
 ``activeDeadlineSeconds``, the Job fails: ``FailureTarget`` then, once its
 pods are gone, ``Failed`` (reasons BackoffLimitExceeded, DeadlineExceeded).
 Success sets ``SuccessCriteriaMet`` then ``Complete`` and completionTime,
-so ``kubectl wait --for=condition=complete`` works. ``suspend`` deletes
+so ``kubectl wait --for=condition=complete`` works. A
+``podFailurePolicy`` rule matching a failed pod's exit codes or
+conditions may fail the Job at once (reason PodFailurePolicy), ignore the
+failure (not counted, the pod is replaced) or count it. ``suspend`` deletes
 the active pods (condition Suspended); ``ttlSecondsAfterFinished`` deletes
 the finished Job. Pods carry ``batch.kubernetes.io/job-name``,
 ``batch.kubernetes.io/controller-uid`` (and the legacy ``job-name``,
@@ -158,6 +161,37 @@ def failure_time(pod: JSON) -> datetime | None:
         (pod.get("metadata") or {}).get("creationTimestamp"))
 
 
+def failure_rule(policy: JSON, pod: JSON) -> tuple[str, str] | None:
+    """(action, message) of the first ``podFailurePolicy`` rule a failed pod
+    matches (exit codes of its containers other than 0, or its conditions)."""
+    md, status = pod.get("metadata") or {}, pod.get("status") or {}
+    where = f"{md.get('namespace', '')}/{md.get('name', '')}"
+    statuses = [*(status.get("initContainerStatuses") or ()),
+                *(status.get("containerStatuses") or ())]
+    for i, rule in enumerate(policy.get("rules") or ()):
+        action = str(rule.get("action") or "")
+        codes = rule.get("onExitCodes")
+        if codes:
+            values = {int(v) for v in codes.get("values") or ()}
+            for cs in statuses:
+                if codes.get("containerName") and cs.get("name") != codes["containerName"]:
+                    continue
+                term = (cs.get("state") or {}).get("terminated") or {}
+                code = term.get("exitCode")
+                if not code:
+                    continue
+                if (codes.get("operator") == "In") == (int(code) in values):
+                    return action, (f"Container {cs.get('name')} for pod {where} failed with "
+                                    f"exit code {code} matching {action} rule at index {i}")
+        for pattern in rule.get("onPodConditions") or ():
+            for cond in status.get("conditions") or ():
+                if cond.get("type") == pattern.get("type") and \
+                        cond.get("status") == pattern.get("status", "True"):
+                    return action, (f"Pod {where} has condition {cond.get('type')} matching "
+                                    f"{action} rule at index {i}")
+    return None
+
+
 def is_finished(job: JSON) -> bool:
     for type_ in ("Complete", "Failed"):
         cond = find_condition((job.get("status") or {}).get("conditions"), type_)
@@ -188,6 +222,17 @@ def plan(job: JSON, pods: Iterable[JSON], *, now: datetime,
     active = [p for p in pods if podstate.is_active(p)]
     succeeded = [p for p in pods if podstate.phase(p) == "Succeeded"]
     failed = [p for p in pods if podstate.phase(p) == "Failed"]
+    policy_failure: str | None = None
+    if spec.get("podFailurePolicy"):
+        counted = []
+        for p in failed:
+            matched = failure_rule(spec["podFailurePolicy"], p)
+            if matched is not None and matched[0] == "Ignore":
+                continue  # not counted, replaced
+            if matched is not None and matched[0] == "FailJob" and policy_failure is None:
+                policy_failure = matched[1]
+            counted.append(p)
+        failed = counted
     indexed = spec.get("completionMode") == "Indexed"
     completions = spec.get("completions")
     parallelism = int(spec.get("parallelism", 1) or 0)
@@ -257,6 +302,8 @@ def plan(job: JSON, pods: Iterable[JSON], *, now: datetime,
     why: tuple[str, str] | None = None
     if target is not None and target.get("status") == "True":
         why = (str(target.get("reason") or ""), str(target.get("message") or ""))
+    elif policy_failure is not None:
+        why = ("PodFailurePolicy", policy_failure)
     elif failures > int(spec.get("backoffLimit", 6)):
         why = BACKOFF_LIMIT
     elif spec.get("activeDeadlineSeconds") is not None:

@@ -159,3 +159,31 @@ def test_condition_events_only_on_transitions() -> None:
     assert condition_events(failed.status, failed.status) == []
     done = plan(job(), [pod("Succeeded", 1)], now=T0)
     assert condition_events({}, done.status) == [("Normal", "Completed", "Job completed")]
+
+
+def failed_with(n: int, code: int, *, at: datetime = T0) -> dict[str, Any]:
+    p = pod("Failed", n, at=at)
+    p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = code
+    return p
+
+
+def test_pod_failure_policy() -> None:
+    policy = {"rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In",
+                                              "values": [42]}},
+        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}}]}
+    fatal = plan(job(podFailurePolicy=policy), [failed_with(1, 42)], now=T0)
+    cond = conditions(fatal)
+    assert cond["Failed"]["reason"] == "PodFailurePolicy"
+    assert cond["Failed"]["message"] == \
+        "Container c for pod ns/j-1 failed with exit code 42 matching FailJob rule at index 1"
+    ignored = plan(job(podFailurePolicy=policy, backoffLimit=0), [failed_with(1, 7)], now=T0)
+    assert "Failed" not in conditions(ignored) and ignored.status["failed"] == 0
+    assert creates(ignored) == 1, "an ignored failure is replaced at once"
+    evicted = failed_with(2, 1)
+    evicted["status"]["conditions"] = [{"type": "DisruptionTarget", "status": "True"}]
+    assert plan(job(podFailurePolicy=policy, backoffLimit=0), [evicted],
+                now=T0).status["failed"] == 0
+    counted = plan(job(podFailurePolicy=policy, backoffLimit=0), [failed_with(3, 1)], now=T0)
+    assert conditions(counted)["Failed"]["reason"] == "BackoffLimitExceeded"
