@@ -77,3 +77,33 @@ def api(
     if output is not None:
         output.write_text(text + "\n")
     typer.echo(text)
+
+
+@bench_app.command("scheduler")
+def scheduler(
+    server: Annotated[str | None, typer.Option(help="URL of a running cluster (default: start one).")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="Credentials for --server.")] = None,
+    nodes: Annotated[int, typer.Option(help="Node objects created (no agents).")] = 5_000,
+    pods: Annotated[int, typer.Option(help="Pods created and scheduled.")] = 10_000,
+    conns: Annotated[int, typer.Option(help="Connections creating pods.")] = 16,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+) -> None:
+    """Measure pods bound per second through the API (kubevisor.cli.benchscheduler)."""
+    from kubevisor.apiserver.server import ServeError, run_until_signalled
+    from kubevisor.cli.benchapi import BenchError
+    from kubevisor.cli.benchscheduler import SchedulerBenchOptions, run_scheduler_bench
+
+    if server and kubeconfig is None:
+        typer.echo("error: --server needs --kubeconfig", err=True)
+        raise typer.Exit(1)
+    options = SchedulerBenchOptions(server=server, kubeconfig=kubeconfig, nodes=nodes, pods=pods,
+                                    conns=conns)
+    try:
+        report = run_until_signalled(lambda _stop: run_scheduler_bench(options))
+    except (BenchError, ServeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
+    if output is not None:
+        output.write_text(text + "\n")
+    typer.echo(text)
