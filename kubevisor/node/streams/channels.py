@@ -48,6 +48,8 @@ V1 = "channel.k8s.io"
 V1_BASE64 = "base64.channel.k8s.io"
 PROTOCOLS = (V5, V4, V4_BASE64, V1, V1_BASE64)
 _TRUE = {"1", "true", "True", "TRUE", "t", "T"}
+#: When a tty's size is applied again after the process started (seconds apart).
+SETTLE_DELAYS = (0.05, 0.2, 0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,7 @@ class Session:
         self.ws = ws
         self.codec = codec
         self.options = options
+        self.size: tuple[int, int] | None = None
 
     async def send(self, channel: int, data: bytes) -> bool:
         return await self.ws.send(self.codec.encode(channel, data))
@@ -187,7 +190,10 @@ class Session:
                 except RuntimeFailure:
                     stdin_open = False
             elif channel == RESIZE and self.options.tty:
-                await _resize(process, data)
+                self.size = _size(data) or self.size
+                if self.size is not None:
+                    with contextlib.suppress(RuntimeFailure, OSError):
+                        await process.resize(*self.size)
             elif channel == CLOSE_SIGNAL and self.codec.v5 and data[:1] == bytes((STDIN,)):
                 if stdin_open:
                     stdin_open = False
@@ -201,29 +207,44 @@ class Session:
         if not self.options.stdin:
             with contextlib.suppress(RuntimeFailure):
                 await process.close_stdin()
-        reader = asyncio.create_task(self._input(process))
+        helpers = [asyncio.create_task(self._input(process))]
+        if self.options.tty:
+            helpers.append(asyncio.create_task(self._settle(process)))
         try:
             await self._output(process)
             return await process.wait()
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            for task in helpers:
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             closer = getattr(process, "close", None)
             if closer is not None:
                 closer()
 
 
-async def _resize(process: ExecProcess, data: bytes) -> None:
+    async def _settle(self, process: ExecProcess) -> None:
+        """Apply the client's size again shortly after the start: a size
+        sent while the runtime is still setting up the terminal (kubectl
+        sends one at once) can be lost (runc applies its first resize only
+        once the process runs)."""
+        for delay in SETTLE_DELAYS:
+            await asyncio.sleep(delay)
+            if self.size is not None:
+                with contextlib.suppress(RuntimeFailure, OSError):
+                    await process.resize(*self.size)
+
+
+def _size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a resize message, or None when malformed."""
     try:
         size = orjson.loads(data)
         width, height = int(size["Width"]), int(size["Height"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         log.info("ignoring a malformed resize message: %r", data[:100])
-        return
-    if width > 0 and height > 0:
-        with contextlib.suppress(RuntimeFailure, OSError):
-            await process.resize(width, height)
+        return None
+    return (width, height) if width > 0 and height > 0 else None
 
 
 async def run_exec(ws: WebSocket, codec: Codec, options: StreamOptions, command: Sequence[str],

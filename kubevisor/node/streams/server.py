@@ -47,6 +47,7 @@ from kubevisor.node.streams.errors import (
 from kubevisor.node.streams.portforward import TUNNEL_PROTOCOL, PortForwarder
 from kubevisor.node.streams.targets import PodLookup, Targets
 from kubevisor.node.streams.websocket import WebSocket
+from kubevisor.node.streams.wsprotocol import WebSocketProtocol
 from kubevisor.runtime.errors import RuntimeFailure
 from kubevisor.runtime.types import ContainerRuntime, ExecProcess, PodNetwork
 
@@ -265,7 +266,7 @@ async def serve_streams(config: StreamServerConfig, runtime: ContainerRuntime,
                                           pod_lookup=config.pod_lookup))
     sock = _bind(config.host, config.port)
     server = _Server(uvicorn.Config(
-        app, http="httptools", ws="websockets-sansio", ws_per_message_deflate=False,
+        app, http="httptools", ws=WebSocketProtocol, ws_per_message_deflate=False,
         lifespan="off", ssl_certfile=config.cert_file, ssl_keyfile=config.key_file,
         access_log=False, log_config=None, server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE))
