@@ -34,6 +34,7 @@ import logging
 import os
 import socket
 import ssl
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,6 +278,10 @@ def join_command(
     """Join this host to a cluster and run its node agent in the foreground."""
     from kubevisor.apiserver.server import run_until_signalled
 
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     name = (node_name or socket.gethostname()).lower()
     if not server.startswith("https://"):
         typer.echo("error: --server must be an https:// URL", err=True)

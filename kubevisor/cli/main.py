@@ -2,7 +2,8 @@
 
 Parses arguments with typer and hands over to one module per sub-command:
 ``up`` (:mod:`kubevisor.cli.up`), ``bench`` (:mod:`kubevisor.cli.bench`),
-``image`` (:mod:`kubevisor.cli.image`) and ``version`` (here). Errors a user can fix are printed as one line on stderr
+``image`` (:mod:`kubevisor.cli.image`), ``join`` (:mod:`kubevisor.cli.join`),
+``token`` (:mod:`kubevisor.cli.tokens`) and ``version`` (here). Errors a user can fix are printed as one line on stderr
 with exit status 1, never as a traceback.
 """
 
@@ -19,6 +20,8 @@ import typer
 
 from kubevisor.cli.bench import bench_app
 from kubevisor.cli.image import image_app
+from kubevisor.cli.join import join_command
+from kubevisor.cli.tokens import token_app
 
 app = typer.Typer(
     name="kubevisor",
@@ -29,6 +32,8 @@ app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(image_app, name="image")
+app.add_typer(token_app, name="token")
+app.command("join")(join_command)
 
 
 def _configure_logging(verbose: bool) -> None:
