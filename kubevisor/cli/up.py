@@ -84,9 +84,13 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
     _, _, agent_token = ensure_node_credentials(pki_dir, node_name, sans=host_ipv4_addresses())
     store = open_store(options.store_url, data_dir=options.data_dir)
     await store.start()
+    # Where the ``kubernetes`` Service points (kube-apiserver's --advertise-address).
+    advertise = options.host if options.host not in ("", "0.0.0.0", "::") \
+        else (host_ipv4_addresses() or ["127.0.0.1"])[0]
     config = ServerConfig(store=store, registry=builtin_registry(),
                           kubelet_client=KubeletClient(ca_file=str(credentials.ca_file),
-                                                       token=agent_token))
+                                                       token=agent_token),
+                          advertise_address=advertise, advertise_port=options.port)
     try:
         async with serve(
             config,
@@ -96,6 +100,7 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
             extra_sans=options.extra_sans,
         ) as url:
             kubeconfig = url.kubeconfig.resolve()
+            config.advertise_port = url.port  # --listen HOST:0 picks the port
             try:
                 await ensure_system_namespaces(url)
             except httpx.HTTPError as exc:
