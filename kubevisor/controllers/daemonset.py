@@ -10,7 +10,9 @@ while its NoExecute taints are tolerated. Pods are pinned to their node by
 required node affinity on ``metadata.name`` (as kube does since 1.12) and
 the scheduler binds them. ``updateStrategy: RollingUpdate`` replaces pods
 whose ``controller-revision-hash`` is not the template's, keeping at most
-``maxUnavailable`` nodes without an available pod; ``OnDelete`` replaces a
+``maxUnavailable`` nodes without an available pod, or, with ``maxSurge``,
+starting the new pod beside the old one on at most that many nodes at a
+time and deleting the old one once the new one is available; ``OnDelete`` replaces a
 pod when a user deletes it. Pods on nodes that are gone or no longer
 eligible are deleted, failed pods are replaced. Status is what ``kubectl
 rollout status daemonset/x`` reads.
@@ -176,13 +178,24 @@ def plan(ds: JSON, nodes: Iterable[JSON], pods: Iterable[JSON], *, now: datetime
     out = Plan(status=status)
     acts = out.actions
     deleting = bool(md.get("deletionTimestamp"))
-    # node name -> its daemon pod (the oldest live one), for nodes that want one
-    serving: dict[str, JSON | None] = {}
-    known = set()
-    for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
-        name = node["metadata"]["name"]
-        known.add(name)
-        run, stay = should_run(template.get("spec") or {}, node)
+    eligibility = {n["metadata"]["name"]: should_run(template.get("spec") or {}, n)
+                   for n in nodes}
+    desired = sum(1 for run, _ in eligibility.values() if run)
+    strategy = spec.get("updateStrategy") or {}
+    rolling = strategy.get("type", "RollingUpdate") == "RollingUpdate" and not deleting
+    budget = strategy.get("rollingUpdate") or {}
+    surge = scaled_value(budget.get("maxSurge", 0), desired) if rolling else 0
+
+    def available(pod: JSON | None) -> bool:
+        return pod is not None and podstate.is_available(pod, min_ready, now)
+
+    def delete(pod: JSON, why: str) -> None:
+        acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"], why))
+
+    # node name -> (its pod of an old revision, its updated pod), for nodes that want one
+    serving: dict[str, tuple[JSON | None, JSON | None]] = {}
+    for name in sorted(eligibility):
+        run, stay = eligibility[name]
         node_pods = by_node.get(name, [])
         live = [p for p in node_pods if not podstate.is_terminating(p)]
         if run:
@@ -191,63 +204,77 @@ def plan(ds: JSON, nodes: Iterable[JSON], pods: Iterable[JSON], *, now: datetime
                 status["currentNumberScheduled"] += 1
         elif node_pods:
             status["numberMisscheduled"] += 1
-        if run or (stay and live):
-            failed = [p for p in live if podstate.phase(p) == "Failed"]
-            live = [p for p in live if podstate.phase(p) != "Failed"]
-            for pod in failed:
-                acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"],
-                                      f"failed on node {name}"))
-            for pod in live[1:]:
-                acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"],
-                                      f"more than one daemon pod on node {name}"))
-            pod = live[0] if live else None
-            if run or pod is not None:
-                serving[name] = pod
-            if pod is None and run and not deleting:
-                acts.append(CreatePod(name, build_pod(ds, name, hash_)))
-            if pod is not None and run:
-                if podstate.is_ready(pod):
-                    status["numberReady"] += 1
-                if podstate.is_available(pod, min_ready, now):
-                    status["numberAvailable"] += 1
-                if _revision(pod, ds) == hash_:
-                    status["updatedNumberScheduled"] += 1
-        else:
+        if not (run or (stay and live)):
             for pod in live:
-                acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"],
-                                      f"node {name} is not eligible"))
+                delete(pod, f"node {name} is not eligible")
+            continue
+        for pod in live:
+            if podstate.phase(pod) == "Failed":
+                delete(pod, f"failed on node {name}")
+        live = [p for p in live if podstate.phase(p) != "Failed"]
+        new = [p for p in live if _revision(p, ds) == hash_]
+        old = [p for p in live if _revision(p, ds) != hash_]
+        if surge:  # one old and one updated pod may live side by side for a while
+            keep_old, keep_new = (old[0] if old else None), (new[0] if new else None)
+            extras = old[1:] + new[1:]
+            if keep_old is not None and available(keep_new):
+                extras.append(keep_old)
+                keep_old = None
+        else:
+            keep = live[0] if live else None
+            extras = live[1:]
+            keep_old, keep_new = (keep, None) if keep in old else (None, keep)
+        for pod in extras:
+            delete(pod, f"more than one daemon pod on node {name}")
+        if keep_old is None and keep_new is None:
+            if run and not deleting:
+                acts.append(CreatePod(name, build_pod(ds, name, hash_)))
+        if not run:
+            continue
+        serving[name] = (keep_old, keep_new)
+        shown = keep_new if keep_old is None or available(keep_new) else keep_old
+        if shown is not None and podstate.is_ready(shown):
+            status["numberReady"] += 1
+        if available(shown):
+            status["numberAvailable"] += 1
+        if keep_new is not None:
+            status["updatedNumberScheduled"] += 1
     for name, node_pods in by_node.items():
-        if name in known:
+        if name in eligibility:
             continue
         for pod in node_pods:
             if not podstate.is_terminating(pod):
-                acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"],
-                                      f"node {name!r} does not exist"))
+                delete(pod, f"node {name!r} does not exist")
     status["numberUnavailable"] = status["desiredNumberScheduled"] - status["numberAvailable"]
-    strategy = spec.get("updateStrategy") or {}
-    if deleting or strategy.get("type", "RollingUpdate") != "RollingUpdate":
+    if not rolling:
         return out
-    # rolling update: old pods go, keeping at most maxUnavailable nodes unavailable
-    desired = status["desiredNumberScheduled"]
-    rolling = strategy.get("rollingUpdate") or {}
-    max_unavailable = scaled_value(rolling.get("maxUnavailable", 1), desired)
-    if max_unavailable == 0 and scaled_value(rolling.get("maxSurge", 0), desired) == 0:
-        max_unavailable = 1
-    unavailable = sum(1 for pod in serving.values()
-                      if pod is None or not podstate.is_available(pod, min_ready, now))
+    if surge:
+        # an updated pod joins each old one, at most maxSurge nodes at a time;
+        # the old one goes once the new one is available (above)
+        surging = sum(1 for o, n in serving.values() if o is not None and n is not None)
+        for name, (old_pod, new_pod) in sorted(serving.items()):
+            if old_pod is None or new_pod is not None:
+                continue
+            if available(old_pod) and surging >= surge:
+                continue
+            acts.append(CreatePod(name, build_pod(ds, name, hash_)))
+            surging += available(old_pod)
+        return out
+    # old pods go, keeping at most maxUnavailable nodes unavailable
+    max_unavailable = scaled_value(budget.get("maxUnavailable", 1), desired) or 1
+    unavailable = sum(1 for o, n in serving.values() if not available(o or n))
     old_available = []
-    for pod in serving.values():
-        if pod is None or _revision(pod, ds) == hash_:
+    for old_pod, _ in serving.values():
+        if old_pod is None:
             continue
-        if podstate.is_available(pod, min_ready, now):
-            old_available.append(pod)
+        if available(old_pod):
+            old_available.append(old_pod)
         else:
-            acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"],
-                                  "old revision, unavailable"))
+            delete(old_pod, "old revision, unavailable")
     for pod in old_available:
         if unavailable >= max_unavailable:
             break
-        acts.append(DeletePod(pod["metadata"]["name"], pod["metadata"]["uid"], "old revision"))
+        delete(pod, "old revision")
         unavailable += 1
     return out
 

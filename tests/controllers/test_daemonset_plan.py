@@ -100,3 +100,24 @@ def test_rolling_update_budget() -> None:
 
 def test_scaled_value() -> None:
     assert scaled_value("25%", 10) == 3 and scaled_value(2, 10) == 2 and scaled_value("0%", 5) == 0
+
+
+def test_max_surge_starts_new_pods_beside_old_ones() -> None:
+    nodes = [node(f"n{i}") for i in range(3)]
+    spec = {"updateStrategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}
+    old = [pod(f"n{i}", hash_="old") for i in range(3)]
+    first = plan(ds(**spec), nodes, old, now=NOW)
+    assert [(type(a).__name__, getattr(a, "node", "")) for a in first.actions] == [
+        ("CreatePod", "n0")], "one node surges, nothing is deleted"
+    # the new pod on n0 is not available yet: keep both, surge no further
+    fresh = pod("n0", n=1, ready=False)
+    second = plan(ds(**spec), nodes, [*old, fresh], now=NOW)
+    assert second.actions == []
+    assert second.status["updatedNumberScheduled"] == 1
+    assert second.status["numberAvailable"] == 3
+    # once it is available the old one goes and the next node surges
+    fresh = pod("n0", n=1)
+    third = plan(ds(**spec), nodes, [*old, fresh], now=NOW)
+    assert [a.name for a in third.actions if isinstance(a, DeletePod)] == ["a-n0-0"]
+    assert [a.node for a in third.actions if isinstance(a, CreatePod)] == ["n1"]
