@@ -75,6 +75,13 @@ def schedule(pod: PodInfo, cache: Cache, *, start: int = 0, percentage: int = 0,
     state = affinity_state(pod, cache) if (pod.affinity or pod.anti_affinity
                                            or cache.anti_affinity_pods) else None
     start %= total
+    if pod.simple and state is None and not pod.requests.scalars and not pod.owner_uid:
+        chosen, found, examined = _fast_path(pod, nodes, start, want, decision.reasons, rng)
+        if chosen is not None:
+            decision.node, decision.examined, decision.feasible = chosen.name, examined, found
+            return decision, (start + examined) % total
+        # Nothing fit on plain nodes: the general path words the reasons.
+        decision.reasons = {}
     if pod.simple and state is None and not pod.requests.scalars:
         feasible, examined = _filter_simple(pod, nodes, start, want, decision.reasons)
     else:
@@ -143,6 +150,64 @@ def _filter_simple(pod: PodInfo, nodes: list[NodeInfo], start: int, want: int,
         for reason in reasons or ():
             histogram[reason] = histogram.get(reason, 0) + 1
     return feasible, examined
+
+
+def _fast_path(pod: PodInfo, nodes: list[NodeInfo], start: int, want: int,
+               histogram: dict[str, int], rng: random.Random) -> tuple[NodeInfo | None, int, int]:
+    """Filter and score in one pass, for a simple pod without an owner: on
+    plain nodes only resources decide, and only the two resource scores
+    differ between nodes (spreading, node affinity and taint scores are the
+    same for all). Nodes with taints or a cordon go through the filters; if
+    they pass they are scored like the others. Returns (best, feasible, examined)."""
+    total = len(nodes)
+    cpu, mem, eph = pod.requests.milli_cpu, pod.requests.memory, pod.requests.ephemeral
+    nz_cpu, nz_mem = pod.non_zero_cpu, pod.non_zero_memory
+    best: NodeInfo | None = None
+    best_score, ties, found, examined = -1, 0, 0, 0
+    i = start
+    for _ in range(total):
+        node = nodes[i]
+        i += 1
+        if i == total:
+            i = 0
+        examined += 1
+        have, used = node.allocatable, node.requested
+        a_cpu, a_mem = have.milli_cpu, have.memory
+        if node.plain:
+            if not (len(node.pods) < node.max_pods
+                    and (not cpu or cpu <= a_cpu - used.milli_cpu)
+                    and (not mem or mem <= a_mem - used.memory)
+                    and (not eph or eph <= have.ephemeral - used.ephemeral)):
+                for reason in _fit_reasons(pod, node):
+                    histogram[reason] = histogram.get(reason, 0) + 1
+                continue
+        else:
+            reasons = run_filters(pod, node, None)
+            if reasons is not None:
+                for reason in reasons:
+                    histogram[reason] = histogram.get(reason, 0) + 1
+                continue
+        found += 1
+        if a_cpu and a_mem:
+            c, m = node.non_zero_cpu + nz_cpu, node.non_zero_memory + nz_mem
+            least = (((a_cpu - c) * 100 // a_cpu if c <= a_cpu else 0)
+                     + ((a_mem - m) * 100 // a_mem if m <= a_mem else 0)) // 2
+            f_cpu = (used.milli_cpu + cpu) / a_cpu
+            f_mem = (used.memory + mem) / a_mem
+            balanced = int((1 - abs((f_cpu if f_cpu < 1 else 1.0)
+                                    - (f_mem if f_mem < 1 else 1.0)) / 2) * 100)
+            score = least + balanced
+        else:
+            score = 0
+        if score > best_score:
+            best, best_score, ties = node, score, 1
+        elif score == best_score:
+            ties += 1
+            if rng.randrange(ties) == 0:
+                best = node
+        if found >= want:
+            break
+    return best, found, examined
 
 
 def _fit_reasons(pod: PodInfo, node: NodeInfo) -> tuple[str, ...]:
