@@ -197,11 +197,7 @@ class StreamApp:
         async def start() -> ExecProcess:
             if verb == "exec":
                 return await runtime.exec(state.id, command, tty=options.tty, stdin=options.stdin)
-            attach = getattr(runtime, "attach", None)
-            if attach is None:
-                raise RuntimeFailure("this container runtime cannot attach")
-            process: ExecProcess = await attach(state.id, stdin=options.stdin, tty=options.tty)
-            return process
+            return await _attach(runtime, state.id, stdin=options.stdin, tty=options.tty)
 
         await ws.accept(protocol)
         codec = channels.Codec(protocol)
@@ -222,6 +218,22 @@ class StreamApp:
 
         await ws.accept(TUNNEL_PROTOCOL)
         await PortForwarder(ws, dial, pod=pod, uid=uid).run()
+
+
+async def _attach(runtime: ContainerRuntime, container_id: str, *, stdin: bool,
+                  tty: bool) -> ExecProcess:
+    """The runtime's ``attach`` when it has one; conmon's attach socket for
+    the OCI driver until its class delegates to it."""
+    method = getattr(runtime, "attach", None)
+    if method is not None:
+        process: ExecProcess = await method(container_id, stdin=stdin, tty=tty)
+        return process
+    from kubevisor.runtime.oci import OciRuntime
+    from kubevisor.runtime.oci.attach import attach
+
+    if not isinstance(runtime, OciRuntime):
+        raise RuntimeFailure("this container runtime cannot attach")
+    return await attach(runtime, container_id, stdin=stdin, tty=tty)
 
 
 async def _respond(send: Any, code: int, body: bytes, content_type: bytes) -> None:

@@ -165,3 +165,13 @@ async def test_kubectl_port_forward(stage: Stage) -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_kubectl_attach(stage: Stage) -> None:
+    await stage.make_pod("echo", ["sh", "-c", "while read l; do echo got $l; done; echo bye >&2"],
+                         stdin=True, netns=False)
+    await asyncio.sleep(0.3)
+    rc, out, err = await kubectl(stage, "attach", "-i", "echo", input=b"one\ntwo\n")
+    assert rc == 0, err
+    assert out == "got one\ngot two\n"
+    assert "bye" in err
