@@ -254,14 +254,12 @@ class NodeLifecycleController:
 
     async def reconcile(self, name: str) -> Result | None:
         c = self.client
-        try:
-            node = await c.get("v1", "Node", name)
-        except NotFoundError:
+        cached = self.nodes.get(name)  # shared: never mutated, copied before a write
+        if cached is None:
             self._seen.pop(name, None)
             return await self._collect_orphans(name)
         self._missing.pop(name, None)
-        node.setdefault("apiVersion", "v1")
-        node.setdefault("kind", "Node")
+        node = {"apiVersion": "v1", "kind": "Node", **cached}
         now = self._clock()
         lease = self.leases.get(name, LEASE_NAMESPACE)
         last = self.last_seen(name, node, lease, now)
@@ -299,6 +297,11 @@ class NodeLifecycleController:
         agent will confirm), after a quarantine of ``grace`` seconds in case
         the node comes back (kube's pod garbage collector)."""
         c = self.client
+        try:
+            await c.get("v1", "Node", name)
+            return None  # the cache is behind: the node's event brings it back
+        except NotFoundError:
+            pass
         listed = await c.list("v1", "Pod", field_selector=f"spec.nodeName={name}")
         pods = listed.get("items") or []
         if not pods:
