@@ -449,7 +449,7 @@ def rollout_status(d: JSON, all_rss: Sequence[JSON | None], new: JSON | None, *,
                    now: datetime) -> JSON:
     """kube's syncRolloutStatus: calculateStatus plus the Progressing verdict
     and the ReplicaSets' ReplicaFailure."""
-    stamp = _stamp(now)
+    stamp = rfc3339(now)
     status = calculate_status(d, all_rss, new, now=stamp)
     conditions = status["conditions"]
     if not has_progress_deadline(d):
@@ -502,10 +502,6 @@ def _replica_failure(all_rss: Sequence[JSON | None], new: JSON | None) -> JSON |
         if cond is not None:
             return cond
     return None
-
-
-def _stamp(now: datetime) -> str:
-    return rfc3339(now)
 
 
 # -- history ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -93,8 +94,18 @@ def test_create_scale_update_history_undo(server: KubevisorServer, ns: str) -> N
         rss = replicasets(server, ns)
         assert len(rss) == 2 and rss[rs_name]["spec"]["replicas"] == 0
 
-        history = server.kubectl("rollout", "history", "deployment/web", "-n", ns).stdout
-        assert [row["REVISION"] for row in table(history.split("\n", 1)[1])] == ["1", "2"]
+        # the change-cause annotation is copied onto the current ReplicaSet
+        server.kubectl("annotate", "deployment/web", "-n", ns,
+                       "kubernetes.io/change-cause=image busybox:2")
+        deadline = time.monotonic() + 30
+        while True:
+            history = server.kubectl("rollout", "history", "deployment/web", "-n", ns).stdout
+            rows = table(history.split("\n", 1)[1])
+            if rows[-1]["CHANGE-CAUSE"] == "image busybox:2" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert [(row["REVISION"], row["CHANGE-CAUSE"]) for row in rows] == [
+            ("1", "<none>"), ("2", "image busybox:2")]
 
         out = server.kubectl("rollout", "undo", "deployment/web", "-n", ns).stdout
         assert out.strip() == "deployment.apps/web rolled back"
