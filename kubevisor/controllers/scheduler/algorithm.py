@@ -152,6 +152,16 @@ def _filter_simple(pod: PodInfo, nodes: list[NodeInfo], start: int, want: int,
     return feasible, examined
 
 
+_SIGNATURES: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+
+def _signature(*values: int) -> tuple[int, ...]:
+    """One shared tuple per request signature, so the memo is checked with ``is``."""
+    if len(_SIGNATURES) > 4096:
+        _SIGNATURES.clear()
+    return _SIGNATURES.setdefault(values, values)
+
+
 def _fast_path(pod: PodInfo, nodes: list[NodeInfo], start: int, want: int,
                histogram: dict[str, int], rng: random.Random) -> tuple[NodeInfo | None, int, int]:
     """Filter and score in one pass, for a simple pod without an owner: on
@@ -165,40 +175,52 @@ def _fast_path(pod: PodInfo, nodes: list[NodeInfo], start: int, want: int,
     best: NodeInfo | None = None
     best_score, ties, found, examined = -1, 0, 0, 0
     i = start
+    key = _signature(cpu, mem, eph, nz_cpu, nz_mem)
     for _ in range(total):
         node = nodes[i]
         i += 1
         if i == total:
             i = 0
         examined += 1
-        have, used = node.allocatable, node.requested
-        a_cpu, a_mem = have.milli_cpu, have.memory
-        if node.plain:
-            if not (len(node.pods) < node.max_pods
-                    and (not cpu or cpu <= a_cpu - used.milli_cpu)
-                    and (not mem or mem <= a_mem - used.memory)
-                    and (not eph or eph <= have.ephemeral - used.ephemeral)):
+        if node.score_key is key:  # a plain node unchanged since a pod like this one
+            score = node.score_value
+            if score < 0:
                 for reason in _fit_reasons(pod, node):
                     histogram[reason] = histogram.get(reason, 0) + 1
                 continue
         else:
-            reasons = run_filters(pod, node, None)
-            if reasons is not None:
-                for reason in reasons:
-                    histogram[reason] = histogram.get(reason, 0) + 1
-                continue
+            if node.plain:
+                if not (node.npods < node.max_pods
+                        and (not cpu or cpu <= node.a_cpu - node.r_cpu)
+                        and (not mem or mem <= node.a_mem - node.r_mem)
+                        and (not eph or eph <= node.a_eph - node.r_eph)):
+                    node.score_key, node.score_value = key, -1
+                    for reason in _fit_reasons(pod, node):
+                        histogram[reason] = histogram.get(reason, 0) + 1
+                    continue
+            else:
+                reasons = run_filters(pod, node, None)
+                if reasons is not None:
+                    for reason in reasons:
+                        histogram[reason] = histogram.get(reason, 0) + 1
+                    continue
+            a_cpu, a_mem = node.a_cpu, node.a_mem
+            if a_cpu and a_mem:
+                c, m = node.non_zero_cpu + nz_cpu, node.non_zero_memory + nz_mem
+                least = (((a_cpu - c) * 100 // a_cpu if c <= a_cpu else 0)
+                         + ((a_mem - m) * 100 // a_mem if m <= a_mem else 0)) // 2
+                f_cpu = (node.r_cpu + cpu) / a_cpu
+                f_mem = (node.r_mem + mem) / a_mem
+                if f_cpu > 1:
+                    f_cpu = 1.0
+                if f_mem > 1:
+                    f_mem = 1.0
+                score = least + int((1 - abs(f_cpu - f_mem) / 2) * 100)
+            else:
+                score = 0
+            if node.plain:
+                node.score_key, node.score_value = key, score
         found += 1
-        if a_cpu and a_mem:
-            c, m = node.non_zero_cpu + nz_cpu, node.non_zero_memory + nz_mem
-            least = (((a_cpu - c) * 100 // a_cpu if c <= a_cpu else 0)
-                     + ((a_mem - m) * 100 // a_mem if m <= a_mem else 0)) // 2
-            f_cpu = (used.milli_cpu + cpu) / a_cpu
-            f_mem = (used.memory + mem) / a_mem
-            balanced = int((1 - abs((f_cpu if f_cpu < 1 else 1.0)
-                                    - (f_mem if f_mem < 1 else 1.0)) / 2) * 100)
-            score = least + balanced
-        else:
-            score = 0
         if score > best_score:
             best, best_score, ties = node, score, 1
         elif score == best_score:

@@ -25,9 +25,10 @@ HARD_EFFECTS = ("NoSchedule", "NoExecute")
 
 class NodeInfo:
     __slots__ = (
-        "allocatable", "anti_affinity_pods", "known", "labels", "max_pods", "name",
-        "non_zero_cpu", "non_zero_memory", "owners", "plain", "pods", "ports",
-        "prefer_no_schedule", "requested", "taints", "unschedulable",
+        "a_cpu", "a_eph", "a_mem", "allocatable", "anti_affinity_pods", "known", "labels",
+        "max_pods", "name", "non_zero_cpu", "non_zero_memory", "npods", "owners", "plain",
+        "pods", "ports", "prefer_no_schedule", "r_cpu", "r_eph", "r_mem", "requested", "score_key",
+        "score_value", "taints", "unschedulable",
     )
 
     def __init__(self, name: str) -> None:
@@ -47,6 +48,15 @@ class NodeInfo:
         self.ports: dict[tuple[str, str, int], int] = {}
         self.owners: dict[str, int] = {}
         self.anti_affinity_pods: dict[str, PodInfo] = {}
+        # Flat copies of the hot numbers (allocatable, requested, pod count)
+        # for the algorithm's inner loop.
+        self.a_cpu = self.a_mem = self.a_eph = 0
+        self.r_cpu = self.r_mem = self.r_eph = 0
+        self.npods = 0
+        # The algorithm's memo for plain nodes: the score (-1: does not fit)
+        # for the request signature ``score_key``; any change clears it.
+        self.score_key: object = None
+        self.score_value = -1
 
     def __repr__(self) -> str:
         return f"NodeInfo({self.name}, pods={len(self.pods)})"
@@ -65,7 +75,10 @@ class NodeInfo:
         alloc = status.get("allocatable") or status.get("capacity") or {}
         self.allocatable = Resources.from_list(alloc)
         self.max_pods = amount(PODS, alloc.get(PODS, 0))
+        self.a_cpu, self.a_mem = self.allocatable.milli_cpu, self.allocatable.memory
+        self.a_eph = self.allocatable.ephemeral
         self.plain = not self.taints and not self.unschedulable
+        self.score_key = None
 
     def add_pod(self, pod: PodInfo) -> None:
         self._account(pod, 1)
@@ -78,6 +91,10 @@ class NodeInfo:
 
     def _account(self, pod: PodInfo, sign: int) -> None:
         self.requested.add(pod.requests, sign)
+        self.r_cpu, self.r_mem = self.requested.milli_cpu, self.requested.memory
+        self.r_eph = self.requested.ephemeral
+        self.npods += sign
+        self.score_key = None
         self.non_zero_cpu += sign * pod.non_zero_cpu
         self.non_zero_memory += sign * pod.non_zero_memory
         for port in pod.host_ports:
