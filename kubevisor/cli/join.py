@@ -273,6 +273,8 @@ def join_command(
     node_ip: Annotated[str | None, typer.Option("--node-ip", help="This host's address.")] = None,
     network_prefix: Annotated[str | None, typer.Option(
         "--network-prefix", hidden=True, help="Prefix of the host network names (tests).")] = None,
+    cgroup_parent: Annotated[str, typer.Option(
+        "--cgroup-parent", hidden=True, help="Cgroup of the pods (tests).")] = "/kubevisor",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each certificate.")] = 120.0,
 ) -> None:
     """Join this host to a cluster and run its node agent in the foreground."""
@@ -288,7 +290,8 @@ def join_command(
         raise typer.Exit(1)
     options = JoinOptions(server=server.rstrip("/"), token=token.strip(), data_dir=data_dir,
                           node_name=name, ca_cert_hashes=tuple(ca_cert_hash or ()),
-                          node_ip=node_ip, timeout=timeout, network_prefix=network_prefix)
+                          node_ip=node_ip, timeout=timeout, network_prefix=network_prefix,
+                          agent_options={"cgroup_parent": cgroup_parent})
     try:
         code = run_until_signalled(lambda stop: run_join(options, stop))
     except (DiscoveryError, JoinError, ClientError, OSError) as exc:
