@@ -38,13 +38,35 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def install_stop_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT set ``stop`` in this process only.
+
+    Not ``loop.add_signal_handler``: that routes signals through a wakeup
+    socket which a forked child inherits (pyroute2 forks to open netlink
+    sockets in pod namespaces, then SIGTERMs the child), so the child's
+    SIGTERM would stop the agent. Here a forked copy that gets the signal
+    dies of it as it should, and the agent never hears of it.
+    """
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        logging.getLogger("kubevisor.node").info("%s: stopping", signal.Signals(signum).name)
+        loop.call_soon_threadsafe(stop.set)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
 async def _main(args: argparse.Namespace) -> None:
     from kubevisor.node.agent import run_node
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    install_stop_handlers(loop, stop)
     await run_node(kubeconfig=args.kubeconfig, data_dir=args.data_dir,
                    node_name=args.node_name, stop=stop, pod_cidr=args.pod_cidr,
                    node_ip=args.node_ip, max_pods=args.max_pods,

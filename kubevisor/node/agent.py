@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubevisor.client import Client, load_kubeconfig
 from kubevisor.node.config import NodeConfig
@@ -25,6 +27,9 @@ from kubevisor.node.hostinfo import default_route_ip
 from kubevisor.node.pods import PodManager
 from kubevisor.node.registration import NodeRegistrar
 from kubevisor.runtime.types import ContainerRuntime, ImageStore, PodNetwork, ServiceProxy
+
+if TYPE_CHECKING:
+    from kubevisor.node.streams import StreamServerConfig
 
 log = logging.getLogger(__name__)
 DEFAULT_POD_CIDR = "10.88.0.0/24"
@@ -36,6 +41,8 @@ class Drivers:
     images: ImageStore
     network: PodNetwork
     proxy: ServiceProxy | None = None
+    #: Where the cluster DNS listens (the pod bridge's gateway), if anywhere.
+    dns_address: str | None = None
 
 
 def network_config(data_dir: Path, *, pod_cidr: str, network_prefix: str | None = None,
@@ -63,10 +70,11 @@ async def build_drivers(data_dir: Path, *, pod_cidr: str, network_prefix: str | 
 
     runtime = await oci.open_runtime(str(data_dir / "containers"), cgroup_parent=cgroup_parent)
     images = LocalImageStore(data_dir / "images")
-    net = await start_network(network_config(data_dir, pod_cidr=pod_cidr,
-                                             network_prefix=network_prefix,
-                                             **(network_options or {})))
-    return Drivers(runtime=runtime, images=images, network=net.pods, proxy=net.proxy)
+    cfg = network_config(data_dir, pod_cidr=pod_cidr, network_prefix=network_prefix,
+                         **(network_options or {}))
+    net = await start_network(cfg)
+    return Drivers(runtime=runtime, images=images, network=net.pods, proxy=net.proxy,
+                   dns_address=str(cfg.gateway))
 
 
 async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
@@ -75,45 +83,80 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
                    drivers: Drivers | None = None, network_prefix: str | None = None,
                    cgroup_parent: str = "/kubevisor",
                    network_options: dict[str, Any] | None = None,
+                   cluster_dns: bool = True,
+                   streams: StreamServerConfig | None = None,
                    config_overrides: dict[str, Any] | None = None) -> None:
-    """Run the agent for this host until ``stop`` is set."""
+    """Run the agent for this host until ``stop`` is set.
+
+    ``cluster_dns``: serve the cluster zone on the pod bridge's gateway and
+    point pods' resolv.conf at it. ``streams``: serve logs/exec/attach/
+    port-forward (kubelet's port) and publish the port in the Node's
+    ``daemonEndpoints``.
+    """
     data_dir = data_dir.resolve()
     conn = load_kubeconfig(kubeconfig)
     name = (node_name or socket.gethostname()).lower()
     node_ip = node_ip or default_route_ip() or "127.0.0.1"
-    config = NodeConfig(node_name=name, data_dir=data_dir, pod_cidr=pod_cidr or DEFAULT_POD_CIDR,
-                        node_ip=node_ip, max_pods=max_pods, token=conn.token or "",
-                        ca_pem=conn.ca_pem or "", **(config_overrides or {}))
     own = drivers is None
     if drivers is None:
-        drivers = await build_drivers(data_dir, pod_cidr=config.pod_cidr or DEFAULT_POD_CIDR,
+        drivers = await build_drivers(data_dir, pod_cidr=pod_cidr or DEFAULT_POD_CIDR,
                                       network_prefix=network_prefix,
                                       cgroup_parent=cgroup_parent,
                                       network_options=network_options)
     caps = drivers.runtime.capabilities
-    async with Client.from_kubeconfig(kubeconfig) as client:
-        registrar = NodeRegistrar(client, config, runtime_version=f"{caps.name}://{caps.version}")
+    dns_ip = drivers.dns_address if cluster_dns else None
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(Client.from_kubeconfig(kubeconfig))
+        if own:
+            closer = getattr(drivers.images, "aclose", None)
+            if closer is not None:
+                stack.push_async_callback(closer)
+        pods_ref: list[PodManager] = []
+        kubelet_port = 10250
+        if streams is not None:
+            from kubevisor.node.streams import serve_streams
+
+            lookup = streams.pod_lookup or (
+                lambda ns, n: pods_ref[0].informer.get(n, ns) if pods_ref else None)
+            streams = dataclasses.replace(streams, pod_lookup=lookup)
+            kubelet_port = await stack.enter_async_context(serve_streams(
+                streams, drivers.runtime, drivers.network, data_dir / "pods"))
+        config = NodeConfig(node_name=name, data_dir=data_dir,
+                            pod_cidr=pod_cidr or DEFAULT_POD_CIDR, node_ip=node_ip,
+                            max_pods=max_pods, token=conn.token or "", ca_pem=conn.ca_pem or "",
+                            cluster_dns=dns_ip, kubelet_port=kubelet_port,
+                            **(config_overrides or {}))
         pods = PodManager(client, config, runtime=drivers.runtime, images=drivers.images,
                           network=drivers.network, host_ip=node_ip)
-        tasks = [asyncio.create_task(registrar.run(), name="node-registration"),
-                 asyncio.create_task(pods.run(), name="node-pods")]
+        pods_ref.append(pods)
+        registrar = NodeRegistrar(client, config, runtime_version=f"{caps.name}://{caps.version}",
+                                  not_ready=pods.health)
+        parts: list[tuple[str, Coroutine[Any, Any, None]]] = [
+            ("node-registration", registrar.run()), ("node-pods", pods.run())]
         if drivers.proxy is not None:
             from kubevisor.node.serviceproxy import ServiceProxyController
-            proxy = ServiceProxyController(client, drivers.proxy)
-            tasks.append(asyncio.create_task(proxy.run(), name="node-service-proxy"))
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise RuntimeError(f"node agent part {task.get_name()} stopped") \
-                        from task.exception()
-        finally:
-            for task in [stopper, *tasks]:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            closer = getattr(drivers.images, "aclose", None)
-            if own and closer is not None:
-                await closer()
+            parts.append(("node-service-proxy",
+                          ServiceProxyController(client, drivers.proxy).run()))
+        if dns_ip is not None:
+            from kubevisor.node.dns import ClusterDNS
+            parts.append(("node-cluster-dns", ClusterDNS(client, address=dns_ip).run()))
+        await _run_until(stop, parts)
+
+
+async def _run_until(stop: asyncio.Event,
+                     parts: list[tuple[str, Coroutine[Any, Any, None]]]) -> None:
+    """Run ``parts`` as tasks until ``stop`` is set (or one of them fails)."""
+    tasks = [asyncio.create_task(coro, name=name) for name, coro in parts]
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper:
+                raise RuntimeError(f"node agent part {task.get_name()} stopped") \
+                    from task.exception()
+    finally:
+        for task in [stopper, *tasks]:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -36,6 +36,11 @@ class NodeConfig:
     #: the apiserver offers no TokenRequest.
     token: str = ""
     ca_pem: str = ""
+    #: The cluster DNS server pods' resolv.conf names (None: the host's resolvers).
+    cluster_dns: str | None = None
+    cluster_domain: str = "cluster.local"
+    #: The stream server's port, published in Node.status.daemonEndpoints.
+    kubelet_port: int = 10250
 
     @property
     def pods_dir(self) -> Path:

@@ -318,3 +318,15 @@ def user(pod: JSON, container: JSON, image: ImageConfig, *, passwd: str = "",
     elif gid is None:
         gid = next((g for u, g in parse_passwd(passwd).values() if u == uid), 0)
     return int(uid), int(gid)
+
+
+def check_non_root(pod: JSON, container: JSON, uid: int) -> None:
+    """kubelet's runAsNonRoot check (container setting over the pod's)."""
+    psc = (pod.get("spec") or {}).get("securityContext") or {}
+    csc = container.get("securityContext") or {}
+    if csc.get("runAsNonRoot", psc.get("runAsNonRoot")) and uid == 0:
+        md = pod.get("metadata") or {}
+        raise ConfigError(
+            f'container has runAsNonRoot and image will run as root (pod: '
+            f'"{md.get("name")}_{md.get("namespace")}({md.get("uid")})", '
+            f'container: {container.get("name")})')

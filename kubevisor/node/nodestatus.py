@@ -116,7 +116,7 @@ def node_status(facts: HostFacts, config: NodeConfig, *, runtime_version: str,
                                  not_ready=not_ready),
         "addresses": [{"type": "InternalIP", "address": facts.internal_ip},
                       {"type": "Hostname", "address": config.node_name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": config.kubelet_port}},
         "nodeInfo": {
             "machineID": facts.machine_id,
             "systemUUID": facts.system_uuid,

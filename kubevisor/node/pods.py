@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 from kubevisor.client import Client, Informer
@@ -37,6 +38,7 @@ from kubevisor.runtime.types import (
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
+PLEG_THRESHOLD_SECONDS = 180.0
 
 
 class PodManager:
@@ -65,6 +67,9 @@ class PodManager:
         #: The last relist: pod uid -> container id -> state.
         self.index: dict[str, dict[str, ContainerState]] = {}
         self.relist_seconds = relist_seconds
+        #: hostNetwork pods join the agent's own network namespace.
+        self.host_netns = f"/proc/{os.getpid()}/ns/net"
+        self._relisted_at = clock()
 
     def _on_event(self, etype: str, obj: JSON, old: JSON | None) -> None:
         uid = (obj.get("metadata") or {}).get("uid")
@@ -119,10 +124,19 @@ class PodManager:
         changed = {uid for uid in {*fresh, *self.index}
                    if self._summary(fresh.get(uid, {})) != self._summary(self.index.get(uid, {}))}
         self.index = fresh
+        self._relisted_at = self.clock()
         if self._started:
             for uid in changed:
                 self.poke(uid)
         return changed
+
+    def health(self) -> str | None:
+        """Why the node is not ready (None: it is): kubelet's PLEG check."""
+        ago = self.clock() - self._relisted_at
+        if ago > PLEG_THRESHOLD_SECONDS:
+            return (f"PLEG is not healthy: pleg was last seen active {int(ago)}s ago; "
+                    f"threshold is {int(PLEG_THRESHOLD_SECONDS)}s")
+        return None
 
     async def _relist_loop(self) -> None:
         while True:

@@ -284,11 +284,14 @@ def container_mounts(pod: JSON, container: JSON, paths: Mapping[str, str], *,
     if etc_dir is not None:
         out.append(Mount(destination="/etc/hosts", source=str(etc_dir / "hosts")))
         out.append(Mount(destination="/etc/hostname", source=str(etc_dir / "hostname")))
+        if (etc_dir / "resolv.conf").exists():
+            out.append(Mount(destination="/etc/resolv.conf", source=str(etc_dir / "resolv.conf")))
     return out
 
 
-def write_etc(pod: JSON, etc_dir: Path, *, pod_ip: str) -> None:
-    """The pod's /etc/hosts and /etc/hostname, as kubelet manages them."""
+def write_etc(pod: JSON, etc_dir: Path, *, pod_ip: str, resolv_conf: str | None = None) -> None:
+    """The pod's /etc/hosts, /etc/hostname and (when given) /etc/resolv.conf,
+    as kubelet manages them."""
     spec = pod.get("spec") or {}
     hostname = spec.get("hostname") or (pod.get("metadata") or {}).get("name", "")
     etc_dir.mkdir(parents=True, exist_ok=True)
@@ -300,3 +303,5 @@ def write_etc(pod: JSON, etc_dir: Path, *, pod_ip: str) -> None:
         hosts.append(f"{alias.get('ip')}\t{' '.join(alias.get('hostnames') or [])}")
     (etc_dir / "hosts").write_text("\n".join(hosts) + "\n")
     (etc_dir / "hostname").write_text(hostname + "\n")
+    if resolv_conf is not None:
+        (etc_dir / "resolv.conf").write_text(resolv_conf)

@@ -27,6 +27,7 @@ from kubevisor.client import ClientError, ConflictError, NotFoundError
 from kubevisor.node import env as envs
 from kubevisor.node import volumes
 from kubevisor.node.containers import Identity, identity, observe
+from kubevisor.node.dns.resolvconf import pod_dns, read_pod_host_resolv
 from kubevisor.node.plan import (
     Action,
     Finalize,
@@ -43,7 +44,7 @@ from kubevisor.node.podstatus import pod_status
 from kubevisor.node.probes import ContainerProber
 from kubevisor.node.pullsecrets import pull_policy, registry_auth
 from kubevisor.runtime.errors import ImageError, RuntimeFailure
-from kubevisor.runtime.types import ContainerSpec, Image
+from kubevisor.runtime.types import ContainerSpec, Image, PodNetworkInfo
 
 if TYPE_CHECKING:
     from kubevisor.node.pods import PodManager
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 PULL_BACKOFF = (10.0, 300.0)
 CONFIG_RETRY_SECONDS = 5.0
 MAX_ROUNDS = 8
+POST_START_TIMEOUT = 30.0
 
 
 @dataclass(slots=True)
@@ -295,7 +297,11 @@ class PodWorker:
     async def apply(self, pod: JSON | None, state: PodState, action: Action) -> None:
         m = self.m
         if isinstance(action, SetupNetwork):
-            m.networks[self.uid] = await m.network.setup_pod(self.uid)
+            if pod is not None and (pod.get("spec") or {}).get("hostNetwork"):
+                m.networks[self.uid] = PodNetworkInfo(netns=m.host_netns, ip=m.host_ip,
+                                                      gateway="", prefix_len=0)
+            else:
+                m.networks[self.uid] = await m.network.setup_pod(self.uid)
         elif isinstance(action, StartContainer):
             assert pod is not None
             await self.start_container(pod, state, action)
@@ -321,6 +327,16 @@ class PodWorker:
             except (NotFoundError, ConflictError):
                 pass
             m.forget(self.uid)
+
+    async def _resolv_conf(self, pod: JSON) -> str:
+        """The pod's resolv.conf (dnsPolicy, dnsConfig, the cluster DNS);
+        limits kubelet applies become DNSConfigForming events."""
+        cfg = self.m.config
+        host = await asyncio.to_thread(read_pod_host_resolv)
+        dns = pod_dns(pod, nameserver=cfg.cluster_dns, zone=cfg.cluster_domain, host=host)
+        for warning in dns.warnings:
+            await self.m.events.emit(pod, "Warning", "DNSConfigForming", warning)
+        return dns.render()
 
     def _rootfs(self, cid: str) -> Path:
         return volumes.pod_dir(self.m.config.data_dir, self.uid) / "containers" / cid / "rootfs"
@@ -472,8 +488,9 @@ class PodWorker:
             return None
         took = time.monotonic() - started
         await m.events.emit(pod, "Normal", "Pulled",
-                            f'Successfully pulled image "{ref}" in {took:.3g}s '
-                            f'({took:.3g}s including waiting). Image size: {image.size} bytes.',
+                            f'Successfully pulled image "{ref}" in {go_duration(took)} '
+                            f'({go_duration(took)} including waiting). '
+                            f'Image size: {image.size} bytes.',
                             container=name, init=init)
         return image
 
@@ -513,7 +530,8 @@ class PodWorker:
             return
         pod_root = volumes.pod_dir(m.config.data_dir, self.uid)
         etc = pod_root / "etc"
-        await asyncio.to_thread(volumes.write_etc, pod, etc, pod_ip=net.ip)
+        resolv = await self._resolv_conf(pod)
+        await asyncio.to_thread(volumes.write_etc, pod, etc, pod_ip=net.ip, resolv_conf=resolv)
         rootfs_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
             rootfs = await m.images.prepare_rootfs(image, str(rootfs_dir))
@@ -521,6 +539,7 @@ class PodWorker:
                 passwd = _read(Path(rootfs) / "etc" / "passwd")
                 group = _read(Path(rootfs) / "etc" / "group")
                 uid, gid = envs.user(pod, c, image.config, passwd=passwd, group=group)
+                envs.check_non_root(pod, c, uid)
                 mounts = volumes.container_mounts(pod, c, paths, etc_dir=etc)
             except (envs.ConfigError, volumes.MountError) as exc:
                 await m.images.release_rootfs(str(rootfs_dir))
@@ -553,6 +572,47 @@ class PodWorker:
         self._memo.failures.pop(action.name, None)
         await m.events.emit(pod, "Normal", "Started", f"Started container {action.name}",
                             container=action.name, init=action.init)
+        await self._post_start(pod, c, ident.id, init=action.init)
+
+    async def _post_start(self, pod: JSON, c: JSON, cid: str, *, init: bool) -> None:
+        """Run the postStart exec hook; a failure kills the container (kubelet's
+        FailedPostStartHook), which then restarts by its policy."""
+        hook = ((c.get("lifecycle") or {}).get("postStart") or {}).get("exec")
+        if not hook:
+            return
+        try:
+            proc = await self.m.runtime.exec(cid, hook.get("command") or [])
+            out: list[bytes] = []
+
+            async def drain() -> int:
+                while (chunk := await proc.read()) is not None:
+                    out.append(chunk[1])
+                return await proc.wait()
+            code = await asyncio.wait_for(drain(), POST_START_TIMEOUT)
+            if code == 0:
+                return
+            why = f"command {hook.get('command')!r} exited with {code}: " \
+                  f"{b''.join(out).decode(errors='replace')[:512]}"
+        except (TimeoutError, RuntimeFailure) as exc:
+            why = str(exc) or "timed out"
+        await self.m.events.emit(pod, "Warning", "FailedPostStartHook",
+                                 f"PostStartHook failed: {why}", container=c["name"], init=init)
+        with contextlib.suppress(RuntimeFailure):
+            await self.m.runtime.stop(cid, grace_seconds=0)
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints a time.Duration truncated to milliseconds
+    (``512ms``, ``1.234s``, ``2m3.5s``), as kubelet words pull times."""
+    ms = int(seconds * 1000)
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, rest = divmod(ms, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    if minutes == 0:
+        return secs
+    hours, minutes = divmod(minutes, 60)
+    return (f"{hours}h" if hours else "") + f"{minutes}m{secs}"
 
 
 def _file_volumes(pod: JSON) -> bool:

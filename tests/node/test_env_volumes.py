@@ -150,3 +150,21 @@ def test_setup_volumes_and_mounts(tmp_path: Path) -> None:
     volumes.teardown_volumes(tmp_path / "data", "u-1")
     assert not (tmp_path / "data" / "pods" / "u-1").exists()
     assert os.path.isdir(tmp_path / "hp")
+
+
+def test_run_as_non_root() -> None:
+    env.check_non_root(POD, {"name": "c"}, 0)  # not asked: fine
+    pod = {**POD, "spec": {**POD["spec"], "securityContext": {"runAsNonRoot": True}}}
+    env.check_non_root(pod, {"name": "c"}, 1000)
+    with pytest.raises(ConfigError, match=r'^container has runAsNonRoot and image will run as '
+                       r'root \(pod: "web_ns\(u-1\)", container: c\)$'):
+        env.check_non_root(pod, {"name": "c"}, 0)
+
+
+def test_go_duration() -> None:
+    from kubevisor.node.worker import go_duration
+    assert go_duration(0.5126) == "512ms"
+    assert go_duration(1.2345) == "1.234s"
+    assert go_duration(2.0) == "2s"
+    assert go_duration(123.5) == "2m3.5s"
+    assert go_duration(3723.0) == "1h2m3s"

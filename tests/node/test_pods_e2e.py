@@ -239,9 +239,9 @@ async def test_orphans_removed_at_start(live: Live, api: Client, setup: HostSetu
     async with agent(live.kubeconfig, setup):
         async def cleaned() -> bool:
             return not [c for c in await runtime.list()
-                        if c.labels.get("io.kubernetes.pod.uid") == uid]
-        await wait_for(cleaned, timeout=30, what="orphan containers removed")
-        assert not (setup.data_dir / "pods" / uid).exists()
+                        if c.labels.get("io.kubernetes.pod.uid") == uid] \
+                and not (setup.data_dir / "pods" / uid).exists()
+        await wait_for(cleaned, timeout=30, what="orphan containers and files removed")
 
 
 async def test_image_pull_failure(live: Live, api: Client, setup: HostSetup,
@@ -267,7 +267,12 @@ async def test_agent_process_killed_pods_survive(live: Live, api: Client, setup:
     process re-adopts it with the same restartCount and container."""
     args = setup.agent_args(live.kubeconfig)
     setup.root.mkdir(parents=True, exist_ok=True)
-    log = (setup.root / "agent.log").open("ab")
+    with (setup.root / "agent.log").open("ab") as log:
+        await _kill_and_readopt(api, setup, busybox, args, log)
+
+
+async def _kill_and_readopt(api: Client, setup: HostSetup, busybox: str, args: list[str],
+                            log: Any) -> None:
     first = await asyncio.create_subprocess_exec(*args, stderr=log)
     try:
         await api.create(busybox_pod("survivor", busybox, ["sleep", "3600"]))
@@ -279,7 +284,8 @@ async def test_agent_process_killed_pods_survive(live: Live, api: Client, setup:
                                  f"{(setup.root / 'agent.log').read_text()[-3000:]}"
                                  f"\nexit: {first.returncode}") from None
     finally:
-        first.kill()
+        if first.returncode is None:
+            first.kill()
         await first.wait()
     runtime = (await setup.drivers()).runtime
     running = [c for c in await runtime.list()
@@ -301,8 +307,47 @@ async def test_agent_process_killed_pods_survive(live: Live, api: Client, setup:
     finally:
         second.terminate()
         await second.wait()
-        log.close()
     assert _main(after)["restartCount"] == 0
     assert _main(after)["containerID"] == _main(before)["containerID"]
     assert [c.pid for c in await runtime.list()
             if c.labels.get("io.kubernetes.pod.name") == "survivor"] == [running[0].pid]
+
+
+async def test_host_network_pod(live: Live, api: Client, setup: HostSetup, busybox: str) -> None:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    probe = {"httpGet": {"path": "/", "port": port, "host": "127.0.0.1"}, "periodSeconds": 1}
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod(
+            "hostnet", busybox, ["sh", "-c", f"mkdir -p /www; echo hi > /www/index.html; "
+                                 f"exec httpd -f -p 127.0.0.1:{port} -h /www"],
+            hostNetwork=True, container={"readinessProbe": probe}))
+        pod = await pod_where(api, "hostnet", lambda p: _cond(p, "Ready") == "True", timeout=30)
+        assert pod["status"]["podIP"] == "127.0.0.1"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        assert b"hi" in await reader.read()
+        writer.close()
+
+
+async def test_cluster_dns_and_service_env(live: Live, api: Client, setup: HostSetup,
+                                           busybox: str) -> None:
+    svc = await api.create({"apiVersion": "v1", "kind": "Service",
+                            "metadata": {"name": "web-svc", "namespace": "default"},
+                            "spec": {"ports": [{"port": 8080, "name": "http"}],
+                                     "selector": {"app": "web"}}})
+    ip = svc["spec"]["clusterIP"]
+    async with agent(live.kubeconfig, setup):
+        pod = await api.create(busybox_pod("dns", busybox, [
+            "sh", "-c", "cat /etc/resolv.conf; echo SVC=$WEB_SVC_SERVICE_HOST:"
+            "$WEB_SVC_SERVICE_PORT_HTTP; nslookup web-svc; exec sleep 3600"]))
+        log = setup.data_dir / "pods" / pod["metadata"]["uid"] / "logs" / "main" / "0.log"
+        text = await wait_for(lambda: _read_when(log, "Address"), timeout=30,
+                              what="nslookup output")
+        gateway = str(ipaddress.ip_network(setup.pod_cidr).network_address + 1)
+        assert f"nameserver {gateway}" in text
+        assert "search default.svc.cluster.local svc.cluster.local cluster.local" in text
+        assert f"SVC={ip}:8080" in text
+        await wait_for(lambda: _read_when(log, ip), timeout=10, what="the Service's address")
