@@ -179,3 +179,31 @@ async def test_attach_to_the_main_process(stage: Stage) -> None:
     async with _http(stage) as client:
         r = await client.get("/containerLogs/default/echo/app")
         assert r.text.splitlines() == ["ready", "got hello", "bye"]
+
+
+async def test_logs_follow_the_agents_pod_status(tmp_path: Path) -> None:
+    """With the agent's cached pods, log requests go by the pod's container
+    statuses (as kubelet's do), and unknown pods are 404."""
+    require_live()
+    cache: dict[tuple[str, str], dict[str, Any]] = {}
+    async with live_stage(tmp_path, pod_lookup=lambda ns, name: cache.get((ns, name))) as stage:
+        uid = await stage.make_pod("job", ["sh", "-c", "echo zero"], netns=False)
+        await asyncio.sleep(0.3)
+        first = f"k{uid.replace('-', '')[:16]}"  # see kubevisor.node.containers.container_id
+        ids = [s.id for s in await stage.runtime.list()]
+        second = await stage.run_container(uid, "job", "app", 1, ["sh", "-c", "echo one; sleep 100"])
+        await asyncio.sleep(0.3)
+        async with _http(stage) as client:
+            r = await client.get("/containerLogs/default/job/app")
+            assert (r.status_code, r.json()["message"]) == (404, "pod does not exist")
+            cache[("default", "job")] = {"metadata": {"uid": uid}, "status": {"containerStatuses": [{
+                "name": "app", "containerID": f"runc://{second}", "state": {"running": {}},
+                "lastState": {"terminated": {"containerID": f"runc://{ids[0]}", "exitCode": 0}}}]}}
+            assert ids[0].startswith(first)
+            assert (await client.get("/containerLogs/default/job/app")).text == "one\n"
+            r = await client.get("/containerLogs/default/job/app", params={"previous": "1"})
+            assert r.text == "zero\n"
+            cache[("default", "job")]["status"]["containerStatuses"][0].update(
+                state={"waiting": {"reason": "CrashLoopBackOff"}})
+            r = await client.get("/containerLogs/default/job/app")
+            assert r.text == "zero\n"  # waiting: the last terminated run's log
