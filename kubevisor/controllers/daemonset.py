@@ -303,7 +303,9 @@ class DaemonSetController:
         add = self.controller.queue.add
         self.sets = Informer(client, "apps/v1", "DaemonSet", transform=_meta_only)
         self.sets.add_handler(podstate.enqueue_self(add))
-        self.pods = Informer(client, "v1", "Pod", transform=_meta_only)
+        # only pods that carry a DaemonSet's template-generation label are watched
+        self.pods = Informer(client, "v1", "Pod", transform=_meta_only,
+                             label_selector=GENERATION_LABEL)
         self.pods.add_handler(podstate.enqueue_controller("DaemonSet", add))
         self.nodes = Informer(client, "v1", "Node", transform=_node_view)
         self.nodes.add_handler(self._on_node)

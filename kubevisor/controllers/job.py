@@ -428,7 +428,9 @@ class JobController:
         add = self.controller.queue.add
         self.jobs = Informer(client, "batch/v1", "Job", transform=_meta_only)
         self.jobs.add_handler(podstate.enqueue_self(add))
-        self.pods = Informer(client, "v1", "Pod", transform=_meta_only)
+        # only pods that carry a Job's job-name label are watched
+        self.pods = Informer(client, "v1", "Pod", transform=_meta_only,
+                             label_selector=JOB_NAME_LABELS[0])
         self.pods.add_handler(podstate.enqueue_controller("Job", add))
 
     async def run(self) -> None:

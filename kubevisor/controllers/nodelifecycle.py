@@ -193,7 +193,7 @@ def not_ready(pod: JSON, now: datetime) -> JSON:
 
 
 class NodeLifecycleController:
-    """Watches Nodes, their Leases and which pods are bound where."""
+    """Watches Nodes and their Leases; looks at the pods of unhealthy nodes."""
 
     def __init__(self, client: Client, *, workers: int = 2, backoff: Backoff = DEFAULT_BACKOFF,
                  clock: Callable[[], datetime] = utcnow, grace: float = GRACE,
@@ -213,32 +213,14 @@ class NodeLifecycleController:
         self.leases = Informer(client, "coordination.k8s.io/v1", "Lease",
                                namespace=LEASE_NAMESPACE)
         self.leases.add_handler(self._on_node)
-        self.pods = Informer(client, "v1", "Pod", transform=_pod_binding)
-        self.pods.add_handler(self._on_pod)
 
     def _on_node(self, etype: str, obj: JSON, old: JSON | None) -> None:
         self.controller.queue.add((obj.get("metadata") or {}).get("name") or "")
-
-    def _on_pod(self, etype: str, obj: JSON, old: JSON | None) -> None:
-        node_name = (obj.get("spec") or {}).get("nodeName")
-        if not node_name or etype == "DELETED":
-            return
-        node = self.nodes.get(node_name)
-        if node is None:
-            if self.nodes.synced.is_set():
-                self.controller.queue.add(node_name)  # bound to a node that is gone
-            return
-        ready = (find_condition((node.get("status") or {}).get("conditions"), "Ready")
-                 or {}).get("status")
-        if ready != "True" or any(t.get("effect") == "NoExecute"
-                                  for t in nodefit.node_taints(node)):
-            self.controller.queue.add(node_name)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.nodes.run(), name="nodelifecycle-node-informer")
             group.create_task(self.leases.run(), name="nodelifecycle-lease-informer")
-            group.create_task(self.pods.run(), name="nodelifecycle-pod-informer")
             group.create_task(self.events.run(), name="nodelifecycle-events")
             await self.nodes.synced.wait()
             await self.leases.synced.wait()
@@ -290,6 +272,8 @@ class NodeLifecycleController:
                 await self._apply(action, now)
             if pod_plan.requeue_after is not None:
                 waits.append(pod_plan.requeue_after)
+            # pods bound to it later (tolerating its taints) are seen on the next look
+            waits.append(self._grace[0] / 4)
         return Result(requeue_after=min(waits)) if waits else None
 
     async def _collect_orphans(self, name: str) -> Result | None:
@@ -350,11 +334,6 @@ class NodeLifecycleController:
         except (NotFoundError, ConflictError):
             return  # gone, or changed: the pod's next event brings it back
         self.events.record(reference(action.pod), "Warning", "NodeNotReady", "Node is not ready")
-
-
-def _pod_binding(pod: JSON) -> JSON:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod.get("metadata") or {},
-            "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")}}
 
 
 __all__ = [

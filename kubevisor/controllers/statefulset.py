@@ -293,7 +293,9 @@ class StatefulSetController:
         add = self.controller.queue.add
         self.sets = Informer(client, "apps/v1", "StatefulSet")
         self.sets.add_handler(podstate.enqueue_self(add))
-        self.pods = Informer(client, "v1", "Pod", transform=_pod_meta)
+        # only pods that carry a StatefulSet's pod-name label are watched
+        self.pods = Informer(client, "v1", "Pod", transform=_pod_meta,
+                             label_selector=POD_NAME_LABEL)
         self.pods.add_handler(podstate.enqueue_controller("StatefulSet", add))
 
     async def run(self) -> None:
