@@ -2,7 +2,8 @@
 
 kubectl's typed clients (``kubectl create namespace|configmap|secret|
 serviceaccount|deployment|job|service|role|rolebinding|clusterrole|
-clusterrolebinding|quota`` and typed deletes) send bodies in Kubernetes'
+clusterrolebinding|quota``, ``kubectl certificate approve|deny`` and typed
+deletes) send bodies in Kubernetes'
 protobuf envelope: the magic ``k8s\\0`` then a ``runtime.Unknown`` message
 (typeMeta, raw object bytes). Responses are always JSON (those clients
 also accept it). This module reads the protobuf wire format and turns the
@@ -131,6 +132,17 @@ _MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "RoleRef": {1: ("apiGroup", "s"), 2: ("kind", "s"), 3: ("name", "s")},
     "ResourceQuota": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ResourceQuotaSpec")},
     "ResourceQuotaSpec": {1: ("hard", "mq"), 2: ("scopes", "*s")},
+    "CertificateSigningRequest": {1: ("metadata", "ObjectMeta"),
+                                  2: ("spec", "CertificateSigningRequestSpec"),
+                                  3: ("status", "CertificateSigningRequestStatus")},
+    "CertificateSigningRequestSpec": {1: ("request", "y"), 2: ("username", "s"), 3: ("uid", "s"),
+                                      4: ("groups", "*s"), 5: ("usages", "*s"),
+                                      7: ("signerName", "s"), 8: ("expirationSeconds", "i!")},
+    "CertificateSigningRequestStatus": {
+        1: ("conditions", "*CertificateSigningRequestCondition"), 2: ("certificate", "y")},
+    "CertificateSigningRequestCondition": {1: ("type", "s"), 2: ("reason", "s"),
+                                           3: ("message", "s"), 4: ("lastUpdateTime", "t"),
+                                           5: ("lastTransitionTime", "t"), 6: ("status", "s")},
     "DeleteOptions": {1: ("gracePeriodSeconds", "i!"), 2: ("preconditions", "Preconditions"),
                       3: ("orphanDependents", "b!"), 4: ("propagationPolicy", "s"),
                       5: ("dryRun", "*s")},

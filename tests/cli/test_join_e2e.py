@@ -141,3 +141,26 @@ async def test_join_refuses_a_wrong_ca_hash(server: KubevisorServer, tmp_path: P
         _run, "join", "--server", "https://127.0.0.1:1", "--token", token,
         "--data-dir", str(tmp_path / "node"))
     assert result.returncode == 1 and result.stderr.startswith("error: cannot reach")
+
+
+async def test_kubectl_certificate_approve_and_deny(server: KubevisorServer) -> None:
+    """``kubectl certificate approve|deny`` go through the approval subresource."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from kubevisor.cli import join
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = []
+    async with Client.from_kubeconfig(server.kubeconfig) as admin:
+        for _ in range(2):
+            csr = join.csr_object(join.certificate_request(key, "by-hand"), "example.com/by-hand",
+                                  ["digital signature", "client auth"])
+            names.append((await admin.create(csr))["metadata"]["name"])
+    approve = await asyncio.to_thread(server.kubectl, "certificate", "approve", names[0])
+    assert f"certificatesigningrequest.certificates.k8s.io/{names[0]} approved" in approve.stdout
+    await asyncio.to_thread(server.kubectl, "certificate", "deny", names[1])
+    got = await asyncio.to_thread(server.kubectl_json, "get", "csr")
+    conditions = {c["metadata"]["name"]: [(x["type"], x["reason"]) for x in
+                                          c["status"]["conditions"]] for c in got["items"]}
+    assert conditions == {names[0]: [("Approved", "KubectlApprove")],
+                          names[1]: [("Denied", "KubectlDeny")]}
