@@ -222,7 +222,8 @@ def lenient_apiserver_websockets(monkeypatch: pytest.MonkeyPatch) -> None:
             headers = dict(kwargs.pop("additional_headers", None) or {})
             headers["Sec-WebSocket-Protocol"] = ", ".join(offered)
             kwargs["additional_headers"] = headers
-        return original_connect(uri, create_connection=RawSubprotocolConnection, **kwargs)
+        kwargs.setdefault("create_connection", RawSubprotocolConnection)
+        return original_connect(uri, **kwargs)
 
     monkeypatch.setattr(apiserver, "uvicorn_config", uvicorn_config)
     monkeypatch.setattr(nodeproxy, "connect", connect)
