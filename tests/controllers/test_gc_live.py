@@ -43,21 +43,28 @@ async def chain(api: Client, pods: int = 3) -> tuple[dict, dict, list[dict]]:
         await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gc"}})
     except Exception:
         pass
+    # paused: the Deployment controller adopts the hand-made ReplicaSet and
+    # makes none of its own; the ReplicaSet controller makes the pods
     dep = await api.create({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "gc"},
-        "spec": {"replicas": pods, "selector": {"matchLabels": LABELS}, "template": TEMPLATE}})
+        "spec": {"replicas": pods, "paused": True, "selector": {"matchLabels": LABELS},
+                 "template": TEMPLATE}})
     rs = await api.create({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "web-1", "namespace": "gc", "ownerReferences": [ref(dep)]},
+        "metadata": {"name": "web-1", "namespace": "gc", "labels": LABELS,
+                     "ownerReferences": [ref(dep)]},
         "spec": {"replicas": pods, "selector": {"matchLabels": LABELS}, "template": TEMPLATE}})
-    created = []
-    for i in range(pods):
-        created.append(await api.create({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"web-1-{i}", "namespace": "gc", "labels": LABELS,
-                         "ownerReferences": [ref(rs)]},
-            "spec": TEMPLATE["spec"]}))
+    created: list[dict] = []
+    for _ in range(1200):
+        created = [p for p in (await api.list("v1", "Pod", namespace="gc",
+                                              label_selector="app=web"))["items"]
+                   if (p["metadata"].get("ownerReferences") or [{}])[0].get("uid")
+                   == rs["metadata"]["uid"]]
+        if len(created) == pods:
+            break
+        await asyncio.sleep(0.05)
+    assert len(created) == pods, "the ReplicaSet controller made no pods"
     return dep, rs, created
 
 

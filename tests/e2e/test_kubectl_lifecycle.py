@@ -177,13 +177,22 @@ def owner_chain(server: KubevisorServer, ns: str, name: str) -> tuple[dict, list
             },
         }
     )
+    pods = [f"{name}-a", f"{name}-b"]
+    for pod in pods:  # orphans that match: the ReplicaSet controller adopts them
+        server.kubectl("create", "-f", "-",
+                       input=manifests.pod(pod, namespace=ns, labels={"rs": name}))
     server.kubectl("create", "-f", "-", input=rs)
     owner = server.kubectl_json("get", "replicaset", name, "-n", ns)
-    pods = [f"{name}-a", f"{name}-b"]
-    for pod in pods:
-        obj = json.loads(manifests.pod(pod, namespace=ns, labels={"rs": name}))
-        obj["metadata"]["ownerReferences"] = [manifests.owner_ref(owner)]
-        server.kubectl("create", "-f", "-", input=json.dumps(obj))
+
+    def adopted() -> bool:
+        for pod in pods:
+            refs = server.kubectl_json("get", "pod", pod, "-n", ns)["metadata"].get(
+                "ownerReferences") or []
+            if [r["uid"] for r in refs] != [owner["metadata"]["uid"]]:
+                return False
+        return True
+
+    eventually(adopted, what="the ReplicaSet to adopt its pods")
     first_pod = server.kubectl_json("get", "pod", pods[0], "-n", ns)
     server.kubectl(
         "create",
