@@ -86,6 +86,9 @@ def scheduler(
     nodes: Annotated[int, typer.Option(help="Node objects created (no agents).")] = 5_000,
     pods: Annotated[int, typer.Option(help="Pods created and scheduled.")] = 10_000,
     conns: Annotated[int, typer.Option(help="Connections creating pods.")] = 16,
+    controllers: Annotated[
+        str, typer.Option(help="Own server's control plane: process (all controllers) or scheduler.")
+    ] = "process",
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
 ) -> None:
     """Measure pods bound per second through the API (kubevisor.cli.benchscheduler)."""
@@ -96,8 +99,11 @@ def scheduler(
     if server and kubeconfig is None:
         typer.echo("error: --server needs --kubeconfig", err=True)
         raise typer.Exit(1)
+    if controllers not in ("process", "scheduler"):
+        typer.echo("error: --controllers must be process or scheduler", err=True)
+        raise typer.Exit(1)
     options = SchedulerBenchOptions(server=server, kubeconfig=kubeconfig, nodes=nodes, pods=pods,
-                                    conns=conns)
+                                    conns=conns, controllers=controllers)
     try:
         report = run_until_signalled(lambda _stop: run_scheduler_bench(options))
     except (BenchError, ServeError) as exc:

@@ -47,6 +47,10 @@ class SchedulerBenchOptions:
     procs: int = 1
     conns: int = 16
     timeout_s: float = 300.0
+    #: Own server's control plane: "process" (the whole controller manager in a
+    #: child process, as ``kubevisor up``) or "scheduler" (only the scheduler in
+    #: a child process: its own cost, apart from the other controllers').
+    controllers: str = "process"
 
 
 def node_body(name: str) -> JSON:
@@ -254,11 +258,20 @@ async def run_scheduler_bench(options: SchedulerBenchOptions) -> JSON:
                 server_pid, controllers_pid = None, None
                 report["server"] = {"mode": "external", "url": target.url}
             else:
+                alone = options.controllers == "scheduler"
                 target = await stack.enter_async_context(
-                    _own_server(work_dir, controllers="process"))
-                server_pid, controllers_pid = os.getpid(), _controllers_pid()
+                    _own_server(work_dir, controllers="none" if alone else "process"))
+                if alone:
+                    proc = await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "kubevisor.cli.benchscheduler", "--scheduler",
+                        str(work_dir / "server" / "kubeconfig"), stdin=asyncio.subprocess.DEVNULL)
+                    stack.callback(_terminate, proc)
+                    controllers_pid: int | None = proc.pid
+                else:
+                    controllers_pid = _controllers_pid()
+                server_pid = os.getpid()
                 report["server"] = {"mode": "in-process", "store": "sqlite",
-                                    "controllers": "process"}
+                                    "controllers": options.controllers}
             suffix = secrets.token_hex(3)
             ns = f"bench-sched-{suffix}"
             await _setup(target, [ns])
@@ -324,5 +337,31 @@ async def run_scheduler_bench(options: SchedulerBenchOptions) -> JSON:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
+def _terminate(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
+def _scheduler_main(kubeconfig: str) -> None:
+    """Only the scheduler, on the server of ``kubeconfig`` (``--controllers scheduler``)."""
+    from kubevisor.apiserver.server import run_until_signalled
+    from kubevisor.client import Client
+    from kubevisor.controllers.scheduler import Scheduler
+
+    async def main(stop: asyncio.Event) -> None:
+        async with Client.from_kubeconfig(kubeconfig) as client:
+            task = asyncio.create_task(Scheduler(client).run())
+            await stop.wait()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    run_until_signalled(main)
+
+
 if __name__ == "__main__":
-    asyncio.run(_creator_main())
+    if sys.argv[1:2] == ["--scheduler"]:
+        _scheduler_main(sys.argv[2])
+    else:
+        asyncio.run(_creator_main())
