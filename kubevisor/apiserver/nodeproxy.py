@@ -40,6 +40,7 @@ from kubevisor.apiserver.config import KubeletClient
 from kubevisor.apiserver.context import Context
 from kubevisor.apiserver.http import Request, StreamResponse
 from kubevisor.apiserver.listing import get_kv
+from kubevisor.streaming.websocket import RawSubprotocolConnection
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -192,12 +193,15 @@ async def relay_websocket(url: str, client: KubeletClient, scope: dict[str, Any]
     query = scope.get("query_string", b"").decode("latin-1")
     offered = [p for p in scope.get("subprotocols") or []
                if not p.startswith("base64url.bearer.authorization.k8s.io.")]
+    headers = _headers(client)
+    if offered:  # as a raw header: names like SPDY/3.1+portforward.k8s.io are no tokens
+        headers["Sec-WebSocket-Protocol"] = ", ".join(offered)
     try:
         upstream = await connect(
-            "wss://" + url.removeprefix("https://") + ("?" + query if query else ""), ssl=_ssl_context(client),
-            additional_headers=_headers(client), subprotocols=offered or None,  # type: ignore[arg-type]
-            max_size=None, compression=None, open_timeout=client.timeout_seconds,
-            ping_interval=None)
+            "wss://" + url.removeprefix("https://") + ("?" + query if query else ""),
+            ssl=_ssl_context(client), additional_headers=headers,
+            create_connection=RawSubprotocolConnection, max_size=None, compression=None,
+            open_timeout=client.timeout_seconds, ping_interval=None)
     except InvalidStatus as exc:
         raise _status_from(exc.response.status_code, exc.response.body or b"") from exc
     except (TimeoutError, OSError, InvalidHandshake) as exc:

@@ -34,6 +34,7 @@ import uvicorn
 from kubevisor.apiserver.clientcerts import tls_extension
 from kubevisor.apiserver.config import ServerConfig
 from kubevisor.apiserver.pki import ADMIN_USER, Credentials, ensure_pki, write_kubeconfig
+from kubevisor.streaming.websocket import WebSocketProtocol
 
 ASGIApp = Callable[..., Awaitable[None]]
 GRACE_SECONDS = 5
@@ -190,7 +191,7 @@ def uvicorn_config(app: ASGIApp, credentials: Credentials) -> uvicorn.Config:
         http=_http_protocol(),
         # WebSocket upgrades for pods/exec, attach and portforward (nodeproxy);
         # no compression, as kube-apiserver's streams.
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,
         ws_per_message_deflate=False,
         lifespan="auto",
         ssl_certfile=str(credentials.cert_file),

@@ -21,13 +21,16 @@ import hashlib
 import hmac
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+if TYPE_CHECKING:
+    from kubevisor.apiserver.server import ServedURL
 
 NAMESPACE = "kube-public"
 NAME = "cluster-info"
@@ -119,6 +122,28 @@ async def publish_cluster_info(server_url: str, ca_pem: bytes, *, admin: httpx.A
             return
     raise DiscoveryError(f"cannot publish cluster-info: {response.status_code} "
                          f"{response.text[:200]}")
+
+
+def advertised_url(host: str, port: int) -> str:
+    """The URL other hosts reach a server listening on ``host:port`` by: a
+    wildcard listen address becomes this host's first non-loopback IPv4."""
+    if host in ("", "0.0.0.0", "::"):
+        from kubevisor.apiserver.pki import host_ipv4_addresses
+
+        addresses = host_ipv4_addresses()
+        host = addresses[0] if addresses else "127.0.0.1"
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+async def publish_for(url: ServedURL, *, listen_host: str) -> None:
+    """:func:`publish_cluster_info` for a server started by
+    :func:`kubevisor.apiserver.server.serve` (``kubevisor up`` calls this
+    after creating the system namespaces)."""
+    context = ssl.create_default_context(cadata=url.credentials.ca_pem.decode())
+    async with httpx.AsyncClient(base_url=str(url), verify=context, headers=url.headers,
+                                 timeout=30) as admin:
+        await publish_cluster_info(advertised_url(listen_host, url.port), url.credentials.ca_pem,
+                                   admin=admin)
 
 
 async def fetch_cluster_info(server: str, *, timeout: float = 10.0) -> ClusterInfo:

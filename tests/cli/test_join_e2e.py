@@ -15,7 +15,8 @@ import os
 import shlex
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import yaml
 from kubevisor.cli.clusterinfo import publish_cluster_info
 from kubevisor.client import Client
 from kubevisor.controllers.manager import run_controllers
-from tests.node.e2e import new_setup, require_drivers
+from tests.node.e2e import HostSetup, new_setup, require_drivers
 from tests.support.server import KubevisorServer, kubevisor_command, running_server, unique
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the node agent needs root")
@@ -63,23 +64,29 @@ async def _node_ready(client: Client, name: str) -> dict[str, Any] | None:
     return node if ready else None
 
 
-@pytest.mark.slow
-async def test_join_registers_a_ready_node(server: KubevisorServer, tmp_path: Path) -> None:
-    require_drivers()
-    setup = new_setup(tmp_path / "joined")
-    await _publish(server)
-    pki = server.data_dir / "pki"
-    stop = asyncio.Event()
-    manager = asyncio.create_task(run_controllers(
-        server.kubeconfig, stop, ca_cert_file=pki / "ca.crt", ca_key_file=pki / "ca.key",
-        cluster_cidr=setup.pod_cidr))
-    created = await asyncio.to_thread(_run, "token", "create", "--data-dir",
-                                      str(server.data_dir), "--print-join-command")
+@dataclass
+class Joined:
+    node: dict[str, Any]
+    setup: HostSetup
+
+
+@contextlib.asynccontextmanager
+async def joined(server: KubevisorServer, setup: HostSetup, node_name: str,
+                 log_path: Path) -> AsyncIterator[Joined]:
+    """``kubevisor token create --print-join-command`` on the server, then
+    that ``kubevisor join`` (with this test's data dir, node name and
+    network names) as a process until its Node is Ready; SIGTERM (exit 0
+    expected) and host cleanup on the way out."""
+    for _ in range(50):  # kube-system is created just after /readyz
+        created = await asyncio.to_thread(_run, "token", "create", "--data-dir",
+                                          str(server.data_dir), "--print-join-command")
+        if created.returncode == 0:
+            break
+        await asyncio.sleep(0.1)
     assert created.returncode == 0, created.stderr
     join_args = shlex.split(created.stdout.strip())
     assert join_args[:2] == ["kubevisor", "join"] and "--ca-cert-hash" in join_args
-    node_name = unique("joined")
-    log = (tmp_path / "join.log").open("wb")
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [*kubevisor_command(), *join_args[1:], "--data-dir", str(setup.data_dir),
          "--node-name", node_name, "--node-ip", "127.0.0.1",
@@ -91,23 +98,11 @@ async def test_join_registers_a_ready_node(server: KubevisorServer, tmp_path: Pa
             deadline = asyncio.get_running_loop().time() + 90
             node = None
             while node is None:
-                assert proc.poll() is None, (tmp_path / "join.log").read_text()[-3000:]
-                assert asyncio.get_running_loop().time() < deadline, \
-                    (tmp_path / "join.log").read_text()[-3000:]
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                assert asyncio.get_running_loop().time() < deadline, log_path.read_text()[-3000:]
                 node = await _node_ready(admin, node_name)
                 await asyncio.sleep(0.3)
-            assert node["spec"]["podCIDR"] == setup.pod_cidr
-            csrs = (await admin.list("certificates.k8s.io/v1", "CertificateSigningRequest"))
-            requesters = sorted(c["spec"]["username"] for c in csrs["items"])
-            assert requesters[0].startswith("system:bootstrap:")
-            assert requesters[1] == f"system:node:{node_name}"
-        kubeconfig = yaml.safe_load((setup.data_dir / "kubelet.kubeconfig").read_text())
-        user = kubeconfig["users"][0]
-        assert user["name"] == f"system:node:{node_name}" and "token" not in user["user"]
-        for name in ("ca.crt", "node-client.crt", "node-client.key", "node-serving.crt",
-                     "node-serving.key"):
-            assert (setup.data_dir / "pki" / name).exists(), name
-        assert not (setup.data_dir / "pki" / "ca.key").exists()
+        yield Joined(node=node, setup=setup)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -117,11 +112,40 @@ async def test_join_registers_a_ready_node(server: KubevisorServer, tmp_path: Pa
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+        await setup.cleanup()
+    assert proc.returncode == 0, log_path.read_text()[-3000:]
+
+
+@pytest.mark.slow
+async def test_join_registers_a_ready_node(server: KubevisorServer, tmp_path: Path) -> None:
+    require_drivers()
+    setup = new_setup(tmp_path / "joined")
+    await _publish(server)
+    pki = server.data_dir / "pki"
+    stop = asyncio.Event()
+    manager = asyncio.create_task(run_controllers(
+        server.kubeconfig, stop, ca_cert_file=pki / "ca.crt", ca_key_file=pki / "ca.key",
+        cluster_cidr=setup.pod_cidr))
+    node_name = unique("joined")
+    try:
+        async with joined(server, setup, node_name, tmp_path / "join.log") as result:
+            assert result.node["spec"]["podCIDR"] == setup.pod_cidr
+            async with Client.from_kubeconfig(server.kubeconfig) as admin:
+                csrs = await admin.list("certificates.k8s.io/v1", "CertificateSigningRequest")
+            requesters = sorted(c["spec"]["username"] for c in csrs["items"])
+            assert requesters[0].startswith("system:bootstrap:")
+            assert requesters[1] == f"system:node:{node_name}"
+            kubeconfig = yaml.safe_load((setup.data_dir / "kubelet.kubeconfig").read_text())
+            user = kubeconfig["users"][0]
+            assert user["name"] == f"system:node:{node_name}" and "token" not in user["user"]
+            for name in ("ca.crt", "node-client.crt", "node-client.key", "node-serving.crt",
+                         "node-serving.key"):
+                assert (setup.data_dir / "pki" / name).exists(), name
+            assert not (setup.data_dir / "pki" / "ca.key").exists()
+    finally:
         stop.set()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(manager, 10)
-        await setup.cleanup()
-    assert proc.returncode == 0, (tmp_path / "join.log").read_text()[-3000:]
 
 
 async def test_join_refuses_a_wrong_ca_hash(server: KubevisorServer, tmp_path: Path) -> None:

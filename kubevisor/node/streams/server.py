@@ -47,9 +47,9 @@ from kubevisor.node.streams.errors import (
 from kubevisor.node.streams.portforward import TUNNEL_PROTOCOL, PortForwarder
 from kubevisor.node.streams.targets import PodLookup, Targets
 from kubevisor.node.streams.websocket import WebSocket
-from kubevisor.node.streams.wsprotocol import WebSocketProtocol
 from kubevisor.runtime.errors import RuntimeFailure
 from kubevisor.runtime.types import ContainerRuntime, ExecProcess, PodNetwork
+from kubevisor.streaming.websocket import WebSocketProtocol
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 10250

@@ -24,7 +24,6 @@ from tests.node.streams.live import (
     KUBECTL,
     Stage,
     kubectl,
-    lenient_apiserver_websockets,
     live_stage,
     require_live,
 )
@@ -37,9 +36,8 @@ WEB = ["sh", "-c", "echo hello; echo oops >&2; httpd -p 8080 -h /www; i=0; "
 
 
 @pytest.fixture
-async def stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stage]:
+async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
     require_live()
-    lenient_apiserver_websockets(monkeypatch)
     async with live_stage(tmp_path) as s:
         await s.make_pod("web", WEB)
         yield s
