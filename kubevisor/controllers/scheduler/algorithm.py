@@ -225,7 +225,7 @@ def _fast_path(pod: PodInfo, nodes: list[NodeInfo], start: int, want: int,
             best, best_score, ties = node, score, 1
         elif score == best_score:
             ties += 1
-            if rng.randrange(ties) == 0:
+            if rng.random() * ties < 1.0:  # keeps each of the tied nodes with 1/ties
                 best = node
         if found >= want:
             break
@@ -282,6 +282,6 @@ def select(pod: PodInfo, feasible: list[NodeInfo], rng: random.Random) -> str:
             best, chosen, ties = total, node.name, 1
         elif total == best:
             ties += 1
-            if rng.randrange(ties) == 0:
+            if rng.random() * ties < 1.0:  # keeps each of the tied nodes with 1/ties
                 chosen = node.name
     return chosen

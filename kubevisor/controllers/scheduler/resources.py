@@ -116,9 +116,12 @@ def _combine(spec: Mapping[str, Any], per_container: Any) -> Resources:
     total = Resources()
     for c in spec.get("containers") or ():
         total.add(per_container(c))
+    inits = spec.get("initContainers")
+    if not inits:
+        return total
     init_max = Resources()
     sidecars = Resources()
-    for c in spec.get("initContainers") or ():
+    for c in inits:
         reqs = per_container(c)
         if c.get("restartPolicy") == "Always":
             total.add(reqs)
