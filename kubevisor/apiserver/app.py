@@ -1,6 +1,7 @@
 """The apiserver as one plain ASGI callable: :func:`create_app`.
 
-Per request: health and version endpoints, bearer-token authentication,
+Per request: health and version endpoints, authentication (bearer tokens,
+bootstrap tokens, client certificates),
 body size limit, path parsing (``routing``), output negotiation, then the
 handler for discovery, OpenAPI or a resource verb. Every failure leaves as
 a ``kind: Status`` response; an unexpected exception is logged and answered

@@ -64,8 +64,9 @@ class TokenEntry:
 def entry_of(secret: dict[str, Any]) -> tuple[str, TokenEntry] | None:
     """The (token id, entry) a Secret defines, or None when it is not a
     usable bootstrap token for authentication (wrong type, name or data,
-    authentication usage not "true", malformed expiration or groups)."""
-    if secret.get("type") != SECRET_TYPE:
+    being deleted, authentication usage not "true", malformed expiration
+    or groups)."""
+    if secret.get("type") != SECRET_TYPE or (secret.get("metadata") or {}).get("deletionTimestamp"):
         return None
     data = secret.get("data") or {}
     try:

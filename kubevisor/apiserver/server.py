@@ -7,6 +7,12 @@ tests, benchmarks and ``kubevisor up`` use it. :func:`run_until_signalled`
 runs a coroutine on uvloop until SIGINT/SIGTERM (the CLI's foreground mode):
 the first signal asks for a clean stop, a second one kills the process.
 
+TLS asks clients for a certificate without requiring one; one the
+handshake verified against the cluster CA reaches the app as the ASGI
+``tls`` scope extension (:mod:`kubevisor.apiserver.clientcerts`), added by
+the HTTP protocol subclass here (uvicorn itself does not put it in the
+scope; WebSocket upgrades do not carry it).
+
 Shutdown order: stop accepting connections, close idle keep-alive
 connections, let in-flight requests finish, then close the store, which ends
 every store watcher and so every open watch stream; uvicorn then waits for
