@@ -29,6 +29,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="file holding the token the apiserver presents")
     parser.add_argument("--stream-port", type=int, default=10250)
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--max-pods", type=int, default=None, help="pods this node takes (110)")
+    parser.add_argument("--network-prefix", default=None,
+                        help="prefix of the bridge, netns, veth and nft names (default kv)")
+    parser.add_argument("--cgroup-parent", default=None, help="cgroup of the containers (/kubevisor)")
     return parser.parse_args(argv)
 
 
@@ -57,6 +61,9 @@ def node_kwargs(args: argparse.Namespace) -> dict[str, object]:
         "kubeconfig": args.kubeconfig, "data_dir": args.data_dir, "node_name": args.node_name,
         "pod_cidr": args.pod_cidr, "node_ip": args.node_ip,
     }
+    for key in ("max_pods", "network_prefix", "cgroup_parent"):
+        if getattr(args, key, None) is not None:
+            kwargs[key] = getattr(args, key)
     return kwargs
 
 

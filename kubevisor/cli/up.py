@@ -53,6 +53,12 @@ class UpOptions:
     extra_sans: tuple[str, ...] = ()
     controllers: str = "process"  # a child process, or "in-process", or "none"
     node_name: str | None = None  # default: the host name, lower-cased
+    #: The node agent's max pods, pod CIDR, network name prefix and cgroup
+    #: parent (None: the agent's defaults, 110, 10.88.0.0/24, kv, /kubevisor).
+    max_pods: int | None = None
+    pod_cidr: str | None = None
+    network_prefix: str | None = None
+    cgroup_parent: str | None = None
     on_ready: Callable[[ServedURL], None] | None = field(default=None, compare=False)
 
 
@@ -191,6 +197,11 @@ async def node_agent_running(options: UpOptions, kubeconfig: Path,
             "--stream-cert", str(pki_dir / f"node-{safe}.crt"),
             "--stream-key", str(pki_dir / f"node-{safe}.key"),
             "--stream-token-file", str(pki_dir / "kubelet-client.token")]
+    for flag, value in (("--max-pods", options.max_pods), ("--pod-cidr", options.pod_cidr),
+                        ("--network-prefix", options.network_prefix),
+                        ("--cgroup-parent", options.cgroup_parent)):
+        if value is not None:
+            args += [flag, str(value)]
     async with _child_process("node agent", "kubevisor.cli.nodeagent", args):
         yield
 
