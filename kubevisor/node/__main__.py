@@ -35,6 +35,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--network-prefix")
     p.add_argument("--cgroup-parent", default="/kubevisor")
     p.add_argument("--parent-pid", type=int)
+    p.add_argument("--no-cluster-dns", action="store_true")
+    p.add_argument("--streams-cert", help="TLS certificate of the stream server (kubelet's port)")
+    p.add_argument("--streams-key")
+    p.add_argument("--streams-token-file",
+                   help="file holding the bearer token the apiserver presents to the streams")
+    p.add_argument("--streams-port", type=int, default=10250)
+    p.add_argument("--streams-host", default="0.0.0.0")
     return p.parse_args(argv)
 
 
@@ -67,10 +74,21 @@ async def _main(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     install_stop_handlers(loop, stop)
+    streams = None
+    if args.streams_cert:
+        from kubevisor.node.streams import StreamServerConfig
+
+        assert args.streams_key and args.streams_token_file, \
+            "--streams-cert needs --streams-key and --streams-token-file"
+        streams = StreamServerConfig(
+            cert_file=args.streams_cert, key_file=args.streams_key,
+            token=Path(args.streams_token_file).read_text().strip(),
+            host=args.streams_host, port=args.streams_port)
     await run_node(kubeconfig=args.kubeconfig, data_dir=args.data_dir,
                    node_name=args.node_name, stop=stop, pod_cidr=args.pod_cidr,
                    node_ip=args.node_ip, max_pods=args.max_pods,
-                   network_prefix=args.network_prefix, cgroup_parent=args.cgroup_parent)
+                   network_prefix=args.network_prefix, cgroup_parent=args.cgroup_parent,
+                   cluster_dns=not args.no_cluster_dns, streams=streams)
 
 
 def main(argv: list[str] | None = None) -> int:

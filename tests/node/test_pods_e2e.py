@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from kubevisor.client import Client, NotFoundError
+from kubevisor.node.process import node_agent_process
 from tests.client.live import Live
 from tests.node.e2e import (
     HostSetup,
@@ -291,8 +292,11 @@ async def _kill_and_readopt(api: Client, setup: HostSetup, busybox: str, args: l
     running = [c for c in await runtime.list()
                if c.labels.get("io.kubernetes.pod.name") == "survivor"]
     assert [c.status for c in running] == ["running"]
-    second = await asyncio.create_subprocess_exec(*args, stderr=log)
-    try:
+    # The second agent as kubevisor up starts it (node_agent_process); it stops on SIGTERM.
+    async with node_agent_process(Path(args[3]), setup.data_dir, node_name="node-e2e",
+                                  pod_cidr=setup.pod_cidr, node_ip="127.0.0.1",
+                                  extra=["--network-prefix", setup.prefix, "--cgroup-parent",
+                                         f"/{setup.prefix}"]) as second:
         lease = await api.get("coordination.k8s.io/v1", "Lease", "node-e2e",
                               namespace="kube-node-lease")
 
@@ -304,9 +308,7 @@ async def _kill_and_readopt(api: Client, setup: HostSetup, busybox: str, args: l
         await wait_for(renewed, timeout=30, what="the second agent's lease")
         await asyncio.sleep(2)  # a relist and a sync of the re-adopted pod
         after = await pod_where(api, "survivor", lambda p: _cond(p, "Ready") == "True")
-    finally:
-        second.terminate()
-        await second.wait()
+    assert second.returncode == 0
     assert _main(after)["restartCount"] == 0
     assert _main(after)["containerID"] == _main(before)["containerID"]
     assert [c.pid for c in await runtime.list()
@@ -351,3 +353,20 @@ async def test_cluster_dns_and_service_env(live: Live, api: Client, setup: HostS
         assert "search default.svc.cluster.local svc.cluster.local cluster.local" in text
         assert f"SVC={ip}:8080" in text
         await wait_for(lambda: _read_when(log, ip), timeout=10, what="the Service's address")
+
+
+async def test_pod_that_completes_succeeds(live: Live, api: Client, setup: HostSetup,
+                                           busybox: str) -> None:
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod("job", busybox, ["sh", "-c", "echo done"],
+                                     restartPolicy="Never"))
+        pod = await pod_where(api, "job", lambda p: p["status"].get("phase") == "Succeeded")
+        term = _main(pod)["state"]["terminated"]
+        assert term["exitCode"] == 0 and term["reason"] == "Completed"
+        ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False" and ready["reason"] == "PodCompleted"
+        assert pod["status"]["podIP"]
+        await asyncio.sleep(2)  # never restarted
+        again = await api.get("v1", "Pod", "job", namespace="default")
+        assert _main(again)["restartCount"] == 0
+        assert again["status"]["phase"] == "Succeeded"
