@@ -215,3 +215,20 @@ def test_created_but_never_started_is_redone() -> None:
     s = state(cs("app", 0, "created", started=None))
     assert plan(pod(), s, T0).actions == [RemoveContainer(container_id(UID, "app", 0)),
                                           StartContainer("app", 0)]
+
+
+def test_status_normalization_and_pull_backoff() -> None:
+    from kubevisor.node.worker import Failure, PodWorker, normalized
+
+    assert normalized({"a": None, "b": {}, "c": [], "d": {"e": None, "f": 1}, "g": [{"h": None}]}) \
+        == {"d": {"f": 1}, "g": [{}]}
+    worker = PodWorker.__new__(PodWorker)  # _blocked needs no manager
+    fresh = Failure("ErrImagePull", 'Failed to pull image "x": nope', since=T0, count=1, image="x")
+    assert worker._blocked(fresh, T0 + 0.5).reason == "ErrImagePull"
+    later = worker._blocked(fresh, T0 + 2)
+    assert (later.reason, later.message, later.retry_at) == (
+        "ImagePullBackOff", 'Back-off pulling image "x"', T0 + 10)
+    third = Failure("ErrImagePull", "m", since=T0, count=3, image="x")
+    assert worker._blocked(third, T0 + 2).retry_at == T0 + 40
+    huge = Failure("ErrImagePull", "m", since=T0, count=20, image="x")
+    assert worker._blocked(huge, T0 + 2).retry_at == T0 + 300
