@@ -53,28 +53,35 @@ async def bound_node(api: Client, name: str, timeout: float = 30.0) -> str:
         await asyncio.sleep(0.05)
 
 
-async def scheduled_condition(api: Client, name: str, timeout: float = 30.0) -> dict:
+async def scheduled_condition(api: Client, name: str, message: str,
+                              timeout: float = 30.0) -> dict:
+    """The pod's PodScheduled=False condition once it says ``message`` (an
+    earlier attempt may have seen fewer nodes: the next one rewrites it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    seen = None
     while True:
         got = await api.get("v1", "Pod", name, namespace=NS)
         for cond in got.get("status", {}).get("conditions") or ():
             if cond["type"] == "PodScheduled" and cond["status"] == "False":
-                return dict(cond)
-        assert loop.time() < deadline, f"pod {name} has no PodScheduled=False: {got}"
+                seen = dict(cond)
+                if cond["message"] == message:
+                    return seen
+        assert loop.time() < deadline, f"pod {name}: {seen} is not {message!r}"
         await asyncio.sleep(0.05)
 
 
-async def events_of(api: Client, name: str, reason: str) -> list[dict]:
+async def events_of(api: Client, name: str, reason: str, message: str | None = None) -> list[dict]:
     lst = await api.list("v1", "Event", namespace=NS,
                          field_selector=f"involvedObject.name={name},reason={reason}")
-    return list(lst["items"])
+    return [e for e in lst["items"] if message is None or e["message"] == message]
 
 
-async def wait_event(api: Client, name: str, reason: str, timeout: float = 30.0) -> dict:
+async def wait_event(api: Client, name: str, reason: str, message: str | None = None,
+                     timeout: float = 30.0) -> dict:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not (found := await events_of(api, name, reason)):
+    while not (found := await events_of(api, name, reason, message)):
         assert loop.time() < deadline, f"no {reason} event for {name}"
         await asyncio.sleep(0.05)
     return found[0]
@@ -98,18 +105,18 @@ async def test_unschedulable_then_a_big_node_arrives(api: Client) -> None:
     for i in range(3):
         await api.create(node(f"n{i}", memory="2Gi"))
     await api.create(pod("huge", memory="64Gi"))
-    cond = await scheduled_condition(api, "huge")
+    message = "0/3 nodes are available: 3 Insufficient memory."
+    cond = await scheduled_condition(api, "huge", message)
     assert cond["reason"] == "Unschedulable"
-    assert cond["message"] == "0/3 nodes are available: 3 Insufficient memory."
-    event = await wait_event(api, "huge", "FailedScheduling")
+    event = await wait_event(api, "huge", "FailedScheduling", message)
     assert event["type"] == "Warning"
-    assert event["message"] == "0/3 nodes are available: 3 Insufficient memory."
     assert event["reportingComponent"] == "default-scheduler"
+    assert event["source"]["component"] == "default-scheduler"
     assert not (await api.get("v1", "Pod", "huge", namespace=NS))["spec"].get("nodeName")
     await api.create(node("giant", memory="128Gi"))
     assert await bound_node(api, "huge") == "giant"
     # One FailedScheduling Event per message, its count bumped on retries.
-    assert len(await events_of(api, "huge", "FailedScheduling")) == 1
+    assert len(await events_of(api, "huge", "FailedScheduling", message)) == 1
 
 
 async def test_mixed_reasons_message(api: Client) -> None:
@@ -119,12 +126,11 @@ async def test_mixed_reasons_message(api: Client) -> None:
     await api.create(node("tiny", cpu="100m"))
     await api.create(node("tiny-small", cpu="100m", memory="1Gi"))
     await api.create(pod("picky", cpu="1", memory="4Gi"))
-    cond = await scheduled_condition(api, "picky")
     # Counted per reason, sorted as strings; a node short of two resources counts twice.
-    assert cond["message"] == (
+    await scheduled_condition(api, "picky", (
         "0/4 nodes are available: 1 Insufficient memory, "
         "1 node(s) had untolerated taint {node-role: x}, 1 node(s) were unschedulable, "
-        "2 Insufficient cpu.")
+        "2 Insufficient cpu."))
 
 
 async def test_cordon_taints_and_selectors(api: Client) -> None:
@@ -148,10 +154,9 @@ async def test_cordon_taints_and_selectors(api: Client) -> None:
                                        "operator": "Exists", "effect": "NoSchedule"}]))
     assert await bound_node(api, "cordon-ok") == "cordoned"
     await api.create(pod("nope", nodeSelector={"kubernetes.io/hostname": "cordoned"}))
-    cond = await scheduled_condition(api, "nope")
-    assert cond["message"] == (
+    await scheduled_condition(api, "nope", (
         "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, "
-        "1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector.")
+        "1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector."))
     # Uncordon: the pod gets its node.
     await api.patch("v1", "Node", "cordoned", {"spec": {"unschedulable": False}})
     assert await bound_node(api, "nope") == "cordoned"
@@ -168,7 +173,21 @@ async def test_anti_affinity_spreads_replicas(api: Client) -> None:
     nodes = [await bound_node(api, f"web-{i}") for i in range(3)]
     assert sorted(nodes) == ["z0", "z1", "z2"]
     await api.create(pod("web-3", labels={"app": "web"}, affinity=anti))
-    cond = await scheduled_condition(api, "web-3")
     # The placed replicas' own terms refuse it first, as upstream checks them first.
-    assert cond["message"] == (
-        "0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules.")
+    await scheduled_condition(api, "web-3", (
+        "0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules."))
+
+
+async def test_repeated_events_bump_the_count(api: Client) -> None:
+    from kubevisor.controllers.scheduler.events import EventRecorder
+
+    recorder = EventRecorder(api, "default-scheduler")
+    ref = {"kind": "Pod", "apiVersion": "v1", "namespace": NS, "name": "ghost", "uid": "u-1"}
+    for _ in range(3):
+        await recorder.write(ref, "Warning", "FailedScheduling", "0/1 nodes are available: x.")
+    await recorder.write(ref, "Warning", "FailedScheduling", "0/2 nodes are available: y.")
+    found = await events_of(api, "ghost", "FailedScheduling")
+    by_message = {e["message"]: e for e in found}
+    assert len(found) == 2
+    assert by_message["0/1 nodes are available: x."]["count"] == 3
+    assert by_message["0/2 nodes are available: y."]["count"] == 1

@@ -334,3 +334,27 @@ async def test_queue_priority_backoff_and_moves() -> None:
     assert q.counts()["backoff"] == 1 and q.counts()["unschedulable"] == 0
     q.delete(high.key)
     assert len(q) == 0
+
+
+def test_replicas_of_one_owner_spread_over_nodes() -> None:
+    cache = cache_with(node("a"), node("b"), node("c"))
+    rng = random.Random(3)
+    placed = []
+    for i in range(3):
+        p = pod_info(pod(f"r{i}", owner="rs-1"))
+        decision, _ = algorithm.schedule(p, cache, rng=rng)
+        assert decision.node is not None
+        cache.assume(p, decision.node)
+        placed.append(decision.node)
+    assert sorted(placed) == ["a", "b", "c"]
+
+
+def test_preferred_node_affinity_wins() -> None:
+    cache = cache_with(node("a", labels={"disk": "hdd"}), node("b", labels={"disk": "ssd"}))
+    prefer = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 50, "preference": {"matchExpressions": [
+            {"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}
+    for seed in range(5):
+        decision, _ = algorithm.schedule(pod_info(pod(affinity=prefer)), cache,
+                                         rng=random.Random(seed))
+        assert decision.node == "b"

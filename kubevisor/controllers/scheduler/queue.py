@@ -109,9 +109,14 @@ class SchedulingQueue:
             self._wakeup.clear()
             await self._wakeup.wait()
 
-    def done(self, key: Key) -> None:
-        """Scheduled (or gone): forget it."""
+    def done(self, key: Key, uid: str | None = None) -> None:
+        """Scheduled (or gone): forget it — unless ``uid`` is given and the pod
+        under ``key`` is another one by now (a pod re-created with the name)."""
         self._in_flight.pop(key, None)
+        current = self._pods.get(key)
+        if current is not None and uid is not None and current.uid != uid:
+            self._to_active(key)
+            return
         self._attempts.pop(key, None)
         self._pods.pop(key, None)
 

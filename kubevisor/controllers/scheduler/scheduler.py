@@ -241,7 +241,7 @@ class Scheduler:
             # Bound by someone else, replaced or gone: the informer has the truth.
             log.info("scheduler: binding %s/%s: %s", pod.namespace, pod.name, exc)
             self.cache.forget(pod.uid)
-            self.queue.done(pod.key)
+            self.queue.done(pod.key, pod.uid)
         except ClientError as exc:
             self.bind_errors += 1
             log.warning("scheduler: binding %s/%s to %s failed: %s", pod.namespace, pod.name,
@@ -250,7 +250,7 @@ class Scheduler:
             self.queue.retry(pod.key)
         else:
             self.bound += 1
-            self.queue.done(pod.key)
+            self.queue.done(pod.key, pod.uid)
             self.events.record(self._ref(pod), "Normal", "Scheduled",
                                f"Successfully assigned {pod.namespace}/{pod.name} to {node}")
         finally:
