@@ -20,7 +20,7 @@ import logging
 import os
 from typing import Any
 
-from kubevisor.client import Client, Informer
+from kubevisor.client import Client, ClientError, Informer
 from kubevisor.node.clock import Clock, wall
 from kubevisor.node.config import NodeConfig
 from kubevisor.node.containers import by_pod
@@ -63,6 +63,8 @@ class PodManager:
         self.informer = Informer(client, "v1", "Pod",
                                  field_selector=f"spec.nodeName={config.node_name}")
         self.informer.add_handler(self._on_event)
+        #: Services of every namespace, for the service-link env vars.
+        self.services = Informer(client, "v1", "Service")
         self._started = False
         #: The last relist: pod uid -> container id -> state.
         self.index: dict[str, dict[str, ContainerState]] = {}
@@ -81,6 +83,25 @@ class PodManager:
             self.pods[uid] = obj
         if self._started:
             self.poke(uid)
+
+    async def services_for(self, namespace: str) -> tuple[list[JSON], list[JSON]]:
+        """(Services of ``namespace``, the ``kubernetes`` Service of default),
+        from the cache once it has synced, else asked of the API."""
+        if not self.services.synced.is_set():
+            try:
+                own = (await self.client.list("v1", "Service", namespace=namespace)
+                       ).get("items") or []
+                dflt = own if namespace == "default" else (await self.client.list(
+                    "v1", "Service", namespace="default")).get("items") or []
+            except ClientError:
+                return [], []
+        else:
+            own = [s for s in self.services.items()
+                   if s["metadata"].get("namespace") == namespace]
+            dflt = [s for s in self.services.items()
+                    if s["metadata"].get("namespace") == "default"]
+        master = [s for s in dflt if s["metadata"].get("name") == "kubernetes"]
+        return own, master
 
     def pod_updated(self, pod: JSON) -> None:
         """A status this agent wrote: newer than the informer's copy until it catches up."""
@@ -152,6 +173,7 @@ class PodManager:
         self.networks.update(await self.network.list_pods())
         await self.relist()
         informer = asyncio.create_task(self.informer.run(), name="pod-informer")
+        services = asyncio.create_task(self.services.run(), name="pod-services")
         pleg: asyncio.Task[None] | None = None
         try:
             await self.informer.synced.wait()
@@ -164,7 +186,7 @@ class PodManager:
             await asyncio.gather(informer, pleg)
         finally:
             workers = [w.task for w in self.workers.values() if w.task is not None]
-            tasks = [t for t in (informer, pleg, *workers) if t is not None]
+            tasks = [t for t in (informer, services, pleg, *workers) if t is not None]
             for t in tasks:
                 t.cancel()
             for t in tasks:

@@ -431,13 +431,7 @@ class PodWorker:
 
         got_cm = await asyncio.gather(*(fetch("ConfigMap", n) for n in cms if n))
         got_s = await asyncio.gather(*(fetch("Secret", n) for n in secrets if n))
-        services: list[JSON] = []
-        master: list[JSON] = []
-        with contextlib.suppress(ClientError):
-            services = (await c.list("v1", "Service", namespace=ns)).get("items") or []
-            master = [s for s in (await c.list("v1", "Service", namespace="default",
-                                               field_selector="metadata.name=kubernetes")
-                                  ).get("items") or []]
+        services, master = await self.m.services_for(ns)
         net = self.m.networks.get(self.uid)
         return envs.Sources(configmaps={n: o for n, o in got_cm if o is not None},
                             secrets={n: o for n, o in got_s if o is not None},
