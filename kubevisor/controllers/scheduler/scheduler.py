@@ -61,8 +61,11 @@ def _now() -> str:
 
 
 def _relevant_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Did more than status and bookkeeping metadata change (upstream's isPodUpdated)?"""
-    if old.get("spec") != new.get("spec"):
+    """Did more than status, bookkeeping metadata and the binding change
+    (upstream's isPodUpdated)?"""
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    if old_spec != new_spec and (old_spec.get("nodeName") == new_spec.get("nodeName") or (
+            {**old_spec, "nodeName": None} != {**new_spec, "nodeName": None})):
         return True
     om, nm = old.get("metadata") or {}, new.get("metadata") or {}
     return om.get("labels") != nm.get("labels") or om.get("annotations") != nm.get("annotations")
@@ -139,10 +142,10 @@ class Scheduler:
                 if self.cache.remove_pod(uid) is not None:
                     self.queue.move_all()
                 return
-            if uid in self.cache.assumed and self.cache.node_of(uid) == node:
-                self.cache.assumed.discard(uid)  # our binding, confirmed
-                if old is None or not _relevant_change(old, obj):
-                    return
+            if self.cache.node_of(uid) == node:
+                self.cache.assumed.discard(uid)  # our binding, confirmed (or known already)
+                if old is not None and not _relevant_change(old, obj):
+                    return  # a status update (the node agent's): nothing we count changed
             self.cache.confirm(self._info(obj), node)
             return
         if uid in self.cache.assumed:
