@@ -358,3 +358,17 @@ def test_preferred_node_affinity_wins() -> None:
         decision, _ = algorithm.schedule(pod_info(pod(affinity=prefer)), cache,
                                          rng=random.Random(seed))
         assert decision.node == "b"
+
+
+def test_which_pod_updates_count() -> None:
+    from kubevisor.controllers.scheduler.scheduler import _relevant_change
+
+    old = pod("p")
+    bound = {**old, "spec": {**old["spec"], "nodeName": "n"}}
+    status_only = {**bound, "status": {"phase": "Running"}}
+    relabelled = {**bound, "metadata": {**bound["metadata"], "labels": {"app": "x"}}}
+    assert not _relevant_change(old, bound)  # the binding alone
+    assert not _relevant_change(bound, status_only)
+    assert _relevant_change(bound, relabelled)
+    resized = {**bound, "spec": {**bound["spec"], "containers": []}}
+    assert _relevant_change(old, resized)
