@@ -16,8 +16,9 @@ foreground.
    certificate, for the node's name and IP addresses.
 4. Pod CIDR: register the Node (if the agent has not yet) and wait briefly
    for the node IPAM controller to give it ``spec.podCIDR``.
-5. Run the node agent (:func:`kubevisor.node.agent.run_node`) until
-   SIGINT/SIGTERM.
+5. Become the node agent (``exec python -m kubevisor.cli.nodeagent`` with
+   the node kubeconfig, pod CIDR and serving certificate), which runs
+   until SIGINT/SIGTERM.
 
 Steps 1-3 are skipped when valid credentials already exist in the data dir
 (a restarted join). Called by :mod:`kubevisor.cli.main`; the steps are
@@ -36,7 +37,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,8 +76,8 @@ class JoinOptions:
     node_ip: str | None = None
     timeout: float = 120.0
     pod_cidr_wait: float = 30.0
-    network_prefix: str | None = None
-    agent_options: dict[str, Any] = field(default_factory=dict)
+    network_prefix: str | None = None  # host network names (tests, two agents on one host)
+    cgroup_parent: str | None = None
 
     @property
     def pki_dir(self) -> Path:
@@ -241,8 +242,25 @@ async def wait_for_pod_cidr(kubeconfig: Path, node_name: str, *, timeout: float)
             await asyncio.sleep(0.2)
 
 
-async def run_join(options: JoinOptions, stop: asyncio.Event) -> int:
-    """All steps, then the agent until ``stop`` is set."""
+def agent_argv(options: JoinOptions, *, pod_cidr: str | None) -> list[str]:
+    """``python -m kubevisor.cli.nodeagent ...`` for this node: its
+    kubeconfig and data dir, name, address, pod CIDR and serving
+    certificate (step 5)."""
+    pki = options.pki_dir.resolve()
+    argv = [sys.executable, "-m", "kubevisor.cli.nodeagent",
+            "--kubeconfig", str(options.kubeconfig.resolve()),
+            "--data-dir", str(options.data_dir.resolve()), "--node-name", options.node_name,
+            "--stream-cert", str(pki / SERVING_CERT), "--stream-key", str(pki / SERVING_KEY)]
+    for flag, value in (("--node-ip", options.node_ip), ("--pod-cidr", pod_cidr),
+                        ("--network-prefix", options.network_prefix),
+                        ("--cgroup-parent", options.cgroup_parent)):
+        if value:
+            argv += [flag, value]
+    return argv
+
+
+async def prepare(options: JoinOptions) -> list[str]:
+    """Steps 1-4; the node agent's command line."""
     kubeconfig = await tls_bootstrap(options)
     pod_cidr = await wait_for_pod_cidr(kubeconfig, options.node_name,
                                        timeout=options.pod_cidr_wait)
@@ -251,13 +269,8 @@ async def run_join(options: JoinOptions, stop: asyncio.Event) -> int:
                     "the agent picks its default", options.node_name, options.pod_cidr_wait)
     else:
         log.info("node %s: pod CIDR %s", options.node_name, pod_cidr)
-    from kubevisor.node.agent import run_node
-
     log.info("joined %s as node %s; running the node agent", options.server, options.node_name)
-    await run_node(kubeconfig=kubeconfig, data_dir=options.data_dir, node_name=options.node_name,
-                   stop=stop, pod_cidr=pod_cidr, node_ip=options.node_ip,
-                   network_prefix=options.network_prefix, **options.agent_options)
-    return 0
+    return agent_argv(options, pod_cidr=pod_cidr)
 
 
 def join_command(
@@ -273,8 +286,8 @@ def join_command(
     node_ip: Annotated[str | None, typer.Option("--node-ip", help="This host's address.")] = None,
     network_prefix: Annotated[str | None, typer.Option(
         "--network-prefix", hidden=True, help="Prefix of the host network names (tests).")] = None,
-    cgroup_parent: Annotated[str, typer.Option(
-        "--cgroup-parent", hidden=True, help="Cgroup of the pods (tests).")] = "/kubevisor",
+    cgroup_parent: Annotated[str | None, typer.Option(
+        "--cgroup-parent", hidden=True, help="Cgroup of the pods (tests).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each certificate.")] = 120.0,
 ) -> None:
     """Join this host to a cluster and run its node agent in the foreground."""
@@ -291,13 +304,26 @@ def join_command(
     options = JoinOptions(server=server.rstrip("/"), token=token.strip(), data_dir=data_dir,
                           node_name=name, ca_cert_hashes=tuple(ca_cert_hash or ()),
                           node_ip=node_ip, timeout=timeout, network_prefix=network_prefix,
-                          agent_options={"cgroup_parent": cgroup_parent})
+                          cgroup_parent=cgroup_parent)
+    async def until_prepared(stop: asyncio.Event) -> list[str] | None:
+        task = asyncio.create_task(prepare(options))
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done():  # SIGINT/SIGTERM before the agent started
+            task.cancel()
+            return None
+        return task.result()
+
     try:
-        code = run_until_signalled(lambda stop: run_join(options, stop))
+        argv = run_until_signalled(until_prepared)
     except (DiscoveryError, JoinError, ClientError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    raise typer.Exit(int(code or 0))
+    if argv is None:
+        raise typer.Exit(1)
+    sys.stderr.flush()
+    os.execv(argv[0], argv)  # the agent takes over this process (signals, exit status)
 
 
 def _host_addresses() -> list[str]:
