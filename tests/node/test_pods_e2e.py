@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -266,13 +267,18 @@ async def test_agent_process_killed_pods_survive(live: Live, api: Client, setup:
                                                  busybox: str) -> None:
     """kill -9 of the agent process: the pod keeps running; a new agent
     process re-adopts it with the same restartCount and container."""
-    args = setup.agent_args(live.kubeconfig)
+    # The first agent as kubevisor up runs it (kubevisor.cli.nodeagent, whose
+    # runner stops on signals delivered through the event loop).
+    args = [sys.executable, "-m", "kubevisor.cli.nodeagent", "--kubeconfig", str(live.kubeconfig),
+            "--data-dir", str(setup.data_dir), "--node-name", "node-e2e", "--pod-cidr",
+            setup.pod_cidr, "--node-ip", "127.0.0.1", "--network-prefix", setup.prefix,
+            "--cgroup-parent", f"/{setup.prefix}"]
     setup.root.mkdir(parents=True, exist_ok=True)
     with (setup.root / "agent.log").open("ab") as log:
-        await _kill_and_readopt(api, setup, busybox, args, log)
+        await _kill_and_readopt(live, api, setup, busybox, args, log)
 
 
-async def _kill_and_readopt(api: Client, setup: HostSetup, busybox: str, args: list[str],
+async def _kill_and_readopt(live: Live, api: Client, setup: HostSetup, busybox: str, args: list[str],
                             log: Any) -> None:
     first = await asyncio.create_subprocess_exec(*args, stderr=log)
     try:
@@ -293,7 +299,7 @@ async def _kill_and_readopt(api: Client, setup: HostSetup, busybox: str, args: l
                if c.labels.get("io.kubernetes.pod.name") == "survivor"]
     assert [c.status for c in running] == ["running"]
     # The second agent as kubevisor up starts it (node_agent_process); it stops on SIGTERM.
-    async with node_agent_process(Path(args[3]), setup.data_dir, node_name="node-e2e",
+    async with node_agent_process(live.kubeconfig, setup.data_dir, node_name="node-e2e",
                                   pod_cidr=setup.pod_cidr, node_ip="127.0.0.1",
                                   extra=["--network-prefix", setup.prefix, "--cgroup-parent",
                                          f"/{setup.prefix}"]) as second:
