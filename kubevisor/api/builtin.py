@@ -161,7 +161,15 @@ def builtin_types() -> list[ResourceType]:
         _rt("storage.k8s.io", "v1", "StorageClass", "storageclasses",
             schema_name="io.k8s.api.storage.v1.StorageClass", namespaced=False,
             short_names=("sc",), has_status=False),
+        # vmoperator.vmware.com (v1alpha6 stored, older versions converted)
+        *_vmoperator_types(),
     ]
+
+
+def _vmoperator_types() -> list[ResourceType]:
+    from kubevisor.api.vmoperator import kinds
+
+    return kinds.resource_types()
 
 
 def builtin_registry() -> Registry:

@@ -11,9 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 JSON = dict[str, Any]
+
+
+class Converter(Protocol):
+    """Moves objects of one kind between its served versions (what a CRD's
+    conversion webhook does). The apiserver stores objects in
+    ``storage_version`` and converts on every read and write; a kind
+    without a converter passes fields through and only rewrites apiVersion
+    (a CRD's conversion strategy None)."""
+
+    @property
+    def storage_version(self) -> str:
+        """The version objects are stored in."""
+        ...
+
+    def convert(self, obj: JSON, version: str, *, previous: JSON | None = None) -> JSON:
+        """``obj`` (its apiVersion says which version it is) as ``version``,
+        as a new object. ``previous``: the stored object a write replaces,
+        whose fields the source version cannot express are kept."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +87,8 @@ class ResourceType:
     # A pure function that fills in server-side defaults (kube-apiserver's
     # defaulting) on create and update; None: no defaults.
     defaulter: Callable[[JSON], None] | None = field(default=None, compare=False)
+    # Conversion between this kind's versions; None: apiVersion rewrite only.
+    converter: Converter | None = field(default=None, compare=False)
 
     @property
     def group_version(self) -> str:

@@ -111,7 +111,7 @@ async def create_object(ctx: Context, req: Request, rt: ResourceType, obj: JSON,
             raise errors.already_exists(rt.plural, name, rt.group)
         return obj
     try:
-        kv = await ctx.store.create(key, storage.encode(obj))
+        kv = await ctx.store.create(key, storage.encode(obj, rt))
     except store_errors.KeyExistsError as exc:
         raise errors.already_exists(rt.plural, name, rt.group) from exc
     except store_errors.UnavailableError as exc:
@@ -234,7 +234,7 @@ async def write_update(
             meta["resourceVersion"] = old["metadata"]["resourceVersion"]
             return new, False
         try:
-            stored = await ctx.store.update(key, storage.encode(new),
+            stored = await ctx.store.update(key, storage.encode(new, rt, previous=kv),
                                             expected_mod_revision=kv.mod_revision)
         except (store_errors.ConflictError, store_errors.KeyNotFoundError) as exc:
             if conditional:
@@ -308,7 +308,7 @@ async def delete_object(
             if dry:
                 return updated, False
             try:
-                stored = await ctx.store.update(key, storage.encode(updated),
+                stored = await ctx.store.update(key, storage.encode(updated, rt, previous=kv),
                                                 expected_mod_revision=kv.mod_revision)
             except (store_errors.ConflictError, store_errors.KeyNotFoundError):
                 continue

@@ -41,9 +41,16 @@ def key(rt: ResourceType, namespace: str, name: str) -> str:
     return f"{base}{namespace}/{name}" if rt.namespaced else f"{base}{name}"
 
 
-def encode(obj: JSON) -> bytes:
+def encode(obj: JSON, rt: ResourceType | None = None, *,
+           previous: KeyValue | None = None) -> bytes:
     """Stored bytes of ``obj`` (metadata first, no resourceVersion). Does not
-    modify ``obj``."""
+    modify ``obj``. A kind with a converter is stored in its storage
+    version; ``previous`` (the stored value being replaced) keeps the fields
+    the request's version cannot express."""
+    if rt is not None and rt.converter is not None and \
+            rt.converter.storage_version != rt.version:
+        before = orjson.loads(previous.value) if previous is not None else None
+        obj = rt.converter.convert(obj, rt.converter.storage_version, previous=before)
     meta = obj["metadata"]
     if "resourceVersion" in meta:
         meta = {k: v for k, v in meta.items() if k != "resourceVersion"}
@@ -73,7 +80,13 @@ def raw(kv: KeyValue, *, revision: int | None = None) -> bytes:
 def served_as(data: bytes, rt: ResourceType) -> bytes:
     """``data`` with the apiVersion of the version being served. Custom
     resources may be stored under another version of their CRD (conversion
-    strategy None: only apiVersion changes); built-ins have one version."""
+    strategy None: only apiVersion changes; a kind's converter: converted);
+    built-ins have one version."""
+    if rt.converter is not None:
+        obj = orjson.loads(data)
+        if obj.get("apiVersion") == rt.group_version:
+            return data
+        return orjson.dumps(rt.converter.convert(obj, rt.version))
     if not rt.custom or b'"apiVersion":"%s"' % rt.group_version.encode() in data:
         return data
     obj = orjson.loads(data)
@@ -83,6 +96,12 @@ def served_as(data: bytes, rt: ResourceType) -> bytes:
 
 def fix_version(obj: JSON, rt: ResourceType) -> JSON:
     """The decoded-object form of :func:`served_as` (in place)."""
+    if rt.converter is not None:
+        if obj.get("apiVersion") != rt.group_version:
+            converted = rt.converter.convert(obj, rt.version)
+            obj.clear()
+            obj.update(converted)
+        return obj
     if rt.custom:
         obj["apiVersion"] = rt.group_version
     return obj
