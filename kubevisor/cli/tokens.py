@@ -1,4 +1,4 @@
-"""``kubevisor token create``: a bootstrap token for ``kubevisor join``.
+"""``kubevisor token create|list|delete``: bootstrap tokens for ``kubevisor join``.
 
 As ``kubeadm token create``: a random ``<id>.<secret>`` (6 and 16 of
 ``[a-z0-9]``) stored as the Secret ``kube-system/bootstrap-token-<id>``
@@ -97,6 +97,43 @@ async def sign_cluster_info(client: Client, token: str) -> None:
                 raise
 
 
+async def list_tokens(client: Client) -> list[dict[str, str]]:
+    """The bootstrap tokens stored (id, expiration, usages, groups, description)."""
+    secrets_ = await client.list("v1", "Secret", namespace="kube-system",
+                                 field_selector="type=bootstrap.kubernetes.io/token")
+    out = []
+    for secret in secrets_["items"]:
+        data = {k: base64.b64decode(v).decode(errors="replace")
+                for k, v in (secret.get("data") or {}).items()}
+        usages = [k.removeprefix("usage-bootstrap-") for k, v in sorted(data.items())
+                  if k.startswith("usage-bootstrap-") and v == "true"]
+        out.append({"id": data.get("token-id", ""), "expires": data.get("expiration", "<forever>"),
+                    "usages": ",".join(usages), "groups": data.get("auth-extra-groups", ""),
+                    "description": data.get("description", "")})
+    return sorted(out, key=lambda t: t["id"])
+
+
+async def delete_token(client: Client, token_id: str) -> None:
+    """Delete the token's Secret and its signature in cluster-info."""
+    token_id = token_id.partition(".")[0]
+    await client.delete("v1", "Secret", f"bootstrap-token-{token_id}", namespace="kube-system")
+    for _ in range(5):
+        try:
+            cm = await client.get("v1", "ConfigMap", NAME, namespace=NAMESPACE)
+        except NotFoundError:
+            return
+        data = dict(cm.get("data") or {})
+        if data.pop(JWS_PREFIX + token_id, None) is None:
+            return
+        cm["data"] = data
+        try:
+            await client.update(cm)
+            return
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+
+
 async def server_ca_hash(client: Client) -> str:
     """The ``--ca-cert-hash`` of the server's CA, from cluster-info."""
     cm = await client.get("v1", "ConfigMap", NAME, namespace=NAMESPACE)
@@ -137,4 +174,55 @@ def create(
         typer.echo(asyncio.run(run()))
     except (ClientError, httpx.HTTPError, KeyError, OSError) as exc:
         typer.echo(f"error: cannot create a token: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _admin(data_dir: Path, kubeconfig: Path | None) -> Client:
+    return Client.from_kubeconfig(kubeconfig or data_dir / "kubeconfig")
+
+
+@token_app.command("list")
+def list_(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The server's data dir.")] =
+        Path(".kubevisor"),
+    kubeconfig: Annotated[Path | None, typer.Option(help="Admin kubeconfig.")] = None,
+) -> None:
+    """List the bootstrap tokens (ids only; secrets are not shown)."""
+
+    async def run() -> list[dict[str, str]]:
+        async with _admin(data_dir, kubeconfig) as client:
+            return await list_tokens(client)
+
+    try:
+        tokens = asyncio.run(run())
+    except (ClientError, httpx.HTTPError, OSError) as exc:
+        typer.echo(f"error: cannot list tokens: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    rows = [("TOKEN ID", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS")]
+    rows += [(t["id"], t["expires"], t["usages"], t["description"] or "<none>", t["groups"])
+             for t in tokens]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@token_app.command("delete")
+def delete(
+    token_ids: Annotated[list[str], typer.Argument(help="Token ids (or whole tokens).")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The server's data dir.")] =
+        Path(".kubevisor"),
+    kubeconfig: Annotated[Path | None, typer.Option(help="Admin kubeconfig.")] = None,
+) -> None:
+    """Delete bootstrap tokens: they stop authenticating at once."""
+
+    async def run() -> None:
+        async with _admin(data_dir, kubeconfig) as client:
+            for token_id in token_ids:
+                await delete_token(client, token_id)
+                typer.echo(f'bootstrap token "{token_id.partition(".")[0]}" deleted')
+
+    try:
+        asyncio.run(run())
+    except (ClientError, httpx.HTTPError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

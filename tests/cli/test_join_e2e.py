@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,3 +189,24 @@ async def test_kubectl_certificate_approve_and_deny(server: KubevisorServer) -> 
                                           c["status"]["conditions"]] for c in got["items"]}
     assert conditions == {names[0]: [("Approved", "KubectlApprove")],
                           names[1]: [("Denied", "KubectlDeny")]}
+
+
+def test_token_commands(server: KubevisorServer) -> None:
+    with server.client() as http:  # kube-system is created just after /readyz
+        for _ in range(100):
+            if http.get("/api/v1/namespaces/kube-system").status_code == 200:
+                break
+            time.sleep(0.05)
+    created = _run("token", "create", "--data-dir", str(server.data_dir), "--ttl", "1h",
+                   "--description", "rack 2")
+    assert created.returncode == 0, created.stderr
+    token_id = created.stdout.strip().split(".")[0]
+    listed = _run("token", "list", "--data-dir", str(server.data_dir))
+    header, row = listed.stdout.splitlines()
+    assert header.split()[:2] == ["TOKEN", "ID"] and row.split()[0] == token_id
+    assert "rack 2" in row and "authentication,signing" in row
+    deleted = _run("token", "delete", token_id, "--data-dir", str(server.data_dir))
+    assert deleted.stdout.strip() == f'bootstrap token "{token_id}" deleted'
+    assert _run("token", "list", "--data-dir", str(server.data_dir)).stdout.count("\n") == 1
+    bad = _run("token", "create", "--data-dir", str(server.data_dir), "--ttl", "soon")
+    assert bad.returncode == 1 and "--ttl" in bad.stderr

@@ -155,3 +155,26 @@ def admin_token(server: Live) -> str:
     from kubevisor.client import load_kubeconfig
 
     return load_kubeconfig(server.kubeconfig).token or ""
+
+
+async def test_list_and_delete_tokens(live: tuple[Live, Client]) -> None:
+    from kubevisor.cli.tokens import delete_token, list_tokens
+
+    server, admin = live
+    from kubevisor.client import load_kubeconfig
+
+    ca_pem = (load_kubeconfig(server.kubeconfig).ca_pem or "").encode()
+    async with httpx.AsyncClient(base_url=server.url, verify=_ca(server),
+                                 headers={"Authorization": f"Bearer {admin_token(server)}"}) as http:
+        await clusterinfo.publish_cluster_info(server.url, ca_pem, admin=http)
+    token = await create_token(admin, description="for w1")
+    token_id = token.split(".")[0]
+    await _eventually(lambda: _get_ns(server, token), 200)
+    [listed] = await list_tokens(admin)
+    assert listed["id"] == token_id and listed["description"] == "for w1"
+    assert listed["usages"] == "authentication,signing"
+    assert token_id in (await clusterinfo.fetch_cluster_info(server.url)).signatures
+    await delete_token(admin, token)
+    assert await list_tokens(admin) == []
+    assert token_id not in (await clusterinfo.fetch_cluster_info(server.url)).signatures
+    assert await _eventually(lambda: _get_ns(server, token), 401) == 401
