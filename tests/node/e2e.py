@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import importlib.util
 import os
 import random
@@ -94,11 +93,7 @@ async def agent(kubeconfig: Path, setup: HostSetup, *, node_name: str = "node-e2
                 **kwargs: Any) -> AsyncIterator[None]:
     """run_node as a task, stopped (containers left running) on exit."""
     stop = asyncio.Event()
-    # The service proxy is left out in-process: with it running twice in one
-    # pytest process, CPython 3.11.7 fails the session's last compile with
-    # "AST constructor recursion depth mismatch" (all tests pass). The
-    # agent-process test runs it.
-    drivers = dataclasses.replace(await setup.drivers(), proxy=None)
+    drivers = await setup.drivers()
     task = asyncio.create_task(run_node(
         kubeconfig=kubeconfig, data_dir=setup.data_dir, node_name=node_name,
         stop=stop, pod_cidr=setup.pod_cidr, node_ip="127.0.0.1", drivers=drivers, **kwargs))
