@@ -1,0 +1,119 @@
+"""Debian's kernel for the test guest, taken from the ``linux-image-amd64``
+package without installing it on the host: ``apt-get download`` into the
+cache, ``dpkg-deb -x`` into a versioned directory. Kernel modules are
+found by name and their dependencies read from each module's
+``.modinfo`` section (the .deb ships no ``modules.dep``).
+
+Called by :mod:`~kubevisor.runtime.guest.image`. Failures (no apt, no
+package) raise :class:`~kubevisor.runtime.qemu.errors.GuestImageError`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubevisor.runtime.qemu.errors import GuestImageError
+
+META_PACKAGE = "linux-image-amd64"
+
+
+@dataclass(frozen=True, slots=True)
+class KernelTree:
+    """An extracted kernel package: ``vmlinuz`` and ``modules/<version>/``."""
+
+    version: str
+    root: Path
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.root / "boot" / f"vmlinuz-{self.version}"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "boot" / f"config-{self.version}"
+
+    @property
+    def modules_dir(self) -> Path:
+        return self.root / "lib" / "modules" / self.version
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> str:
+    try:
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GuestImageError(f"{argv[0]}: {exc}") from exc
+    if done.returncode != 0:
+        raise GuestImageError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
+
+
+def _download(package: str, debs: Path) -> Path:
+    """The cached .deb of ``package`` (newest if several), downloaded when absent."""
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if not found:
+        if shutil.which("apt-get") is None:
+            raise GuestImageError(f"{package}: not cached in {debs} and apt-get is missing")
+        _run(["apt-get", "download", package], cwd=debs)
+        found = sorted(debs.glob(f"{package}_*.deb"))
+        if not found:
+            raise GuestImageError(f"apt-get download {package} left no .deb in {debs}")
+    return found[-1]
+
+
+def fetch_kernel(cache_dir: Path) -> KernelTree:
+    """Download (once) and extract (once) Debian's current amd64 kernel."""
+    debs = cache_dir / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    meta = _download(META_PACKAGE, debs)
+    depends = _run(["dpkg-deb", "-f", str(meta), "Depends"])
+    match = re.search(r"linux-image-([0-9][^\s,(]*-amd64)", depends)
+    if match is None:
+        raise GuestImageError(f"{meta.name}: no kernel in Depends: {depends.strip()!r}")
+    version = match.group(1)
+    root = cache_dir / f"kernel-{version}"
+    if not (root / "boot" / f"vmlinuz-{version}").exists():
+        deb = _download(f"linux-image-{version}", debs)
+        partial = cache_dir / f".kernel-{version}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        _run(["dpkg-deb", "-x", str(deb), str(partial)])
+        shutil.rmtree(root, ignore_errors=True)
+        partial.rename(root)
+    return KernelTree(version=version, root=root)
+
+
+def _modinfo(path: Path, key: str) -> str:
+    data = path.read_bytes()
+    match = re.search(rb"\0" + key.encode() + rb"=([^\0]*)\0", data)
+    return match.group(1).decode() if match else ""
+
+
+def module_closure(tree: KernelTree, names: list[str]) -> list[Path]:
+    """The .ko files for ``names`` and everything they depend on, in an
+    order ``insmod`` accepts (dependencies first). Names built into the
+    kernel (``modules.builtin``) are skipped; unknown names raise."""
+    index = {ko.name.removesuffix(".ko").replace("-", "_"): ko
+             for ko in tree.modules_dir.rglob("*.ko")}
+    builtin_file = tree.modules_dir / "modules.builtin"
+    builtin = {Path(line).name.removesuffix(".ko").replace("-", "_")
+               for line in builtin_file.read_text().split()} if builtin_file.exists() else set()
+    ordered: list[Path] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        name = name.replace("-", "_")
+        if name in seen or name in builtin:
+            return
+        seen.add(name)
+        if name not in index:
+            raise GuestImageError(f"kernel {tree.version} has no module {name}")
+        for dep in filter(None, _modinfo(index[name], "depends").split(",")):
+            visit(dep)
+        ordered.append(index[name])
+
+    for name in names:
+        visit(name)
+    return ordered
