@@ -376,3 +376,44 @@ async def test_pod_that_completes_succeeds(live: Live, api: Client, setup: HostS
         again = await api.get("v1", "Pod", "job", namespace="default")
         assert _main(again)["restartCount"] == 0
         assert again["status"]["phase"] == "Succeeded"
+
+
+async def test_startup_probe_gates_started_and_ready(live: Live, api: Client, setup: HostSetup,
+                                                     busybox: str) -> None:
+    startup = {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1,
+               "failureThreshold": 30}
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod(
+            "slow", busybox, ["sh", "-c", "sleep 3; touch /tmp/started; exec sleep 3600"],
+            container={"startupProbe": startup}))
+        pod = await pod_where(api, "slow", lambda p: _main(p).get("state", {}).get("running"))
+        assert _main(pod)["started"] is False and _cond(pod, "Ready") == "False"
+        pod = await pod_where(api, "slow", lambda p: _cond(p, "Ready") == "True", timeout=30)
+        assert _main(pod)["started"] is True and _main(pod)["restartCount"] == 0
+
+
+async def test_pre_stop_hook_runs_before_sigterm(live: Live, api: Client, setup: HostSetup,
+                                                 busybox: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod(
+            "hooked", busybox,
+            ["sh", "-c", "trap 'echo term >> /out/log; exit 0' TERM; "
+                         "while true; do sleep 0.2; done"],
+            container={"volumeMounts": [{"name": "out", "mountPath": "/out"}],
+                       "lifecycle": {"preStop": {"exec": {"command": [
+                           "sh", "-c", "echo prestop >> /out/log"]}}}},
+            volumes=[{"name": "out", "hostPath": {"path": str(out),
+                                                  "type": "DirectoryOrCreate"}}]))
+        await pod_where(api, "hooked", lambda p: _cond(p, "Ready") == "True")
+        await api.delete("v1", "Pod", "hooked", namespace="default")
+
+        async def gone() -> bool:
+            try:
+                await api.get("v1", "Pod", "hooked", namespace="default")
+            except NotFoundError:
+                return True
+            return False
+
+        await wait_for(gone, timeout=20, what="pod deleted")
+    assert (out / "log").read_text().split() == ["prestop", "term"]
