@@ -301,7 +301,13 @@ class PodWorker:
                 m.networks[self.uid] = PodNetworkInfo(netns=m.host_netns, ip=m.host_ip,
                                                       gateway="", prefix_len=0)
             else:
-                m.networks[self.uid] = await m.network.setup_pod(self.uid)
+                try:
+                    m.networks[self.uid] = await m.network.setup_pod(self.uid)
+                except RuntimeFailure as exc:
+                    if pod is not None:
+                        await m.events.emit(pod, "Warning", "FailedCreatePodSandBox",
+                                            f"Failed to create pod sandbox: {exc}")
+                    raise
         elif isinstance(action, StartContainer):
             assert pod is not None
             await self.start_container(pod, state, action)

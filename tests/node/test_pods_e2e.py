@@ -417,3 +417,18 @@ async def test_pre_stop_hook_runs_before_sigterm(live: Live, api: Client, setup:
 
         await wait_for(gone, timeout=20, what="pod deleted")
     assert (out / "log").read_text().split() == ["prestop", "term"]
+
+
+async def test_pod_bound_later_is_picked_up(live: Live, api: Client, setup: HostSetup,
+                                            busybox: str) -> None:
+    async with agent(live.kubeconfig, setup):
+        pod = busybox_pod("late", busybox, ["sleep", "3600"])
+        del pod["spec"]["nodeName"]
+        await api.create(pod)
+        await asyncio.sleep(1)
+        assert (await api.get("v1", "Pod", "late", namespace="default"))["status"]["phase"] \
+            == "Pending"
+        await api.request("POST", "/api/v1/namespaces/default/pods/late/binding", body={
+            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "late"},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": "node-e2e"}})
+        await pod_where(api, "late", lambda p: _cond(p, "Ready") == "True", timeout=30)
