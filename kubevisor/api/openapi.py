@@ -222,7 +222,9 @@ def _paths_for(rt: ResourceType) -> dict[str, JSON]:
     def write_body(schema_name: str) -> JSON:
         return {"content": {"*/*": {"schema": _ref(schema_name)}}, "required": True}
 
-    patch_body = {"content": {t: {"schema": _ref(_PATCH)} for t in _PATCH_TYPES},
+    # Custom resources take no strategic merge patch (kubectl then sends merge patches).
+    patch_types = [t for t in _PATCH_TYPES if not (rt.custom and "strategic" in t)]
+    patch_body = {"content": {t: {"schema": _ref(_PATCH)} for t in patch_types},
                   "required": True}
     paths: dict[str, JSON] = {}
 

@@ -35,7 +35,7 @@ def virtual_machine(obj: JSON, *, clock: Clock = _utc_now) -> None:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return
-    if not spec.get("powerState"):
+    if spec.get("powerState") in (None, ""):
         spec["powerState"] = "PoweredOn"
     restart = spec.get("nextRestartTime")
     if isinstance(restart, str) and restart.lower() == "now":
