@@ -432,3 +432,19 @@ async def test_pod_bound_later_is_picked_up(live: Live, api: Client, setup: Host
             "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "late"},
             "target": {"apiVersion": "v1", "kind": "Node", "name": "node-e2e"}})
         await pod_where(api, "late", lambda p: _cond(p, "Ready") == "True", timeout=30)
+
+
+async def test_memory_limit_oom_killed(live: Live, api: Client, setup: HostSetup,
+                                       busybox: str) -> None:
+    caps = (await setup.drivers()).runtime.capabilities
+    if not caps.memory_limits:
+        pytest.skip(f"{caps.name} cannot enforce memory limits here ({caps.cgroup_mode})")
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod(
+            "hog", busybox, ["sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); sleep 1"],
+            restartPolicy="Never",
+            container={"resources": {"limits": {"memory": "32Mi"}}}))
+        pod = await pod_where(api, "hog", lambda p: p["status"].get("phase") == "Failed",
+                              timeout=60)
+        term = _main(pod)["state"]["terminated"]
+        assert term["reason"] == "OOMKilled" and term["exitCode"] == 137
