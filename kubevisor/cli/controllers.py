@@ -9,6 +9,7 @@ instead of the apiserver's event loop. Stops cleanly on SIGTERM/SIGINT.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import ctypes.util
@@ -21,11 +22,22 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m kubevisor.cli.controllers")
+    parser.add_argument("kubeconfig", type=Path)
+    parser.add_argument("parent_pid", type=int, nargs="?", default=0)
+    parser.add_argument("--ca-cert", type=Path, default=None,
+                        help="cluster CA certificate (with --ca-key: sign node certificates)")
+    parser.add_argument("--ca-key", type=Path, default=None)
+    parser.add_argument("--cluster-cidr", default=None,
+                        help="give each Node a pod CIDR from this range (node IPAM)")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    assert len(args) in (1, 2), "usage: python -m kubevisor.cli.controllers KUBECONFIG [PARENT_PID]"
-    if len(args) == 2:
-        _die_with_parent(int(args[1]))
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.parent_pid:
+        _die_with_parent(args.parent_pid)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -36,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     from kubevisor.apiserver.server import run_until_signalled
     from kubevisor.controllers.manager import run_controllers
 
-    kubeconfig = Path(args[0])
-    run_until_signalled(lambda stop: run_controllers(kubeconfig, stop))
+    run_until_signalled(lambda stop: run_controllers(
+        args.kubeconfig, stop, ca_cert_file=args.ca_cert, ca_key_file=args.ca_key,
+        cluster_cidr=args.cluster_cidr))
     return 0
 
 

@@ -75,6 +75,9 @@ def up(
         list[str] | None,
         typer.Option("--san", help="Extra name or IP for the serving certificate (repeatable)."),
     ] = None,
+    cluster_cidr: Annotated[
+        str, typer.Option("--cluster-cidr", help="Pod range; each Node gets a /24 of it.")
+    ] = "10.88.0.0/16",
     controllers: Annotated[
         str,
         typer.Option(help="Controller manager: process (a child process), in-process or none."),
@@ -102,6 +105,7 @@ def up(
         node_name=node_name,
         extra_sans=tuple(san or ()),
         controllers=controllers,
+        cluster_cidr=cluster_cidr,
     )
     try:
         code = run_up(options)

@@ -30,12 +30,14 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from kubevisor.apiserver.config import KubeletClient, ServerConfig
 from kubevisor.apiserver.pki import ensure_node_credentials, ensure_pki, host_ipv4_addresses
 from kubevisor.apiserver.server import ServedURL, run_until_signalled, serve
+from kubevisor.cli.clusterinfo import DiscoveryError, publish_for
 
 log = logging.getLogger("kubevisor")
 CONTROLLERS_STOP_SECONDS = 5.0
@@ -59,6 +61,8 @@ class UpOptions:
     pod_cidr: str | None = None
     network_prefix: str | None = None
     cgroup_parent: str | None = None
+    #: Node IPAM gives each Node without spec.podCIDR a /24 of this range.
+    cluster_cidr: str = "10.88.0.0/16"
     on_ready: Callable[[ServedURL], None] | None = field(default=None, compare=False)
 
 
@@ -111,13 +115,21 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
                 await ensure_system_namespaces(url)
             except httpx.HTTPError as exc:
                 log.warning("could not create the system namespaces: %s", exc)
+            try:
+                await publish_for(url, listen_host=options.host)
+            except (httpx.HTTPError, DiscoveryError) as exc:
+                log.warning("could not publish cluster-info: %s", exc)
             if options.on_ready is not None:
                 options.on_ready(url)
             log.info(
                 "kubevisor ready at %s (store %s); kubeconfig %s — export KUBECONFIG=%s",
                 url, options.store_url, kubeconfig, kubeconfig,
             )
-            async with controllers_running(kubeconfig, mode=options.controllers), \
+            pki = pki_dir.resolve()
+            manager = {"ca_cert_file": pki / "ca.crt", "ca_key_file": pki / "ca.key",
+                       "cluster_cidr": options.cluster_cidr}
+            async with controllers_running(kubeconfig, mode=options.controllers,
+                                           manager=manager), \
                     node_agent_running(options, kubeconfig, node_name):
                 await stop.wait()
     finally:
@@ -142,7 +154,8 @@ async def ensure_system_namespaces(url: ServedURL) -> None:
 
 
 @contextlib.asynccontextmanager
-async def controllers_running(kubeconfig: Path, *, mode: str = "in-process") -> AsyncIterator[None]:
+async def controllers_running(kubeconfig: Path, *, mode: str = "in-process",
+                              manager: dict[str, Any] | None = None) -> AsyncIterator[None]:
     """Run the controller manager, if this build has one, for the duration:
     as a task of this process (``in-process``), as a child process
     (``process``), or not at all (``none``). If it fails meanwhile, the
@@ -154,11 +167,11 @@ async def controllers_running(kubeconfig: Path, *, mode: str = "in-process") -> 
         yield
         return
     if mode == "process":
-        async with _controllers_process(kubeconfig):
+        async with _controllers_process(kubeconfig, manager or {}):
             yield
         return
     stop = asyncio.Event()
-    task = asyncio.create_task(runner(kubeconfig, stop), name="controllers")
+    task = asyncio.create_task(runner(kubeconfig, stop, **(manager or {})), name="controllers")
     task.add_done_callback(_log_failure)
     try:
         yield
@@ -173,9 +186,13 @@ async def controllers_running(kubeconfig: Path, *, mode: str = "in-process") -> 
 
 
 @contextlib.asynccontextmanager
-async def _controllers_process(kubeconfig: Path) -> AsyncIterator[None]:
-    async with _child_process("controller manager", "kubevisor.cli.controllers",
-                              [str(kubeconfig), str(os.getpid())]):
+async def _controllers_process(kubeconfig: Path, manager: dict[str, Any]) -> AsyncIterator[None]:
+    args = [str(kubeconfig), str(os.getpid())]
+    if manager.get("ca_cert_file") and manager.get("ca_key_file"):
+        args += ["--ca-cert", str(manager["ca_cert_file"]), "--ca-key", str(manager["ca_key_file"])]
+    if manager.get("cluster_cidr"):
+        args += ["--cluster-cidr", str(manager["cluster_cidr"])]
+    async with _child_process("controller manager", "kubevisor.cli.controllers", args):
         yield
 
 
@@ -239,7 +256,7 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("controller manager failed", exc_info=task.exception())
 
 
-def _controller_runner() -> Callable[[Path, asyncio.Event], Awaitable[None]] | None:
+def _controller_runner() -> Callable[..., Awaitable[None]] | None:
     if importlib.util.find_spec("kubevisor.controllers.manager") is None:
         return None
     from kubevisor.controllers import manager
