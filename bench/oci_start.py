@@ -10,8 +10,8 @@ removed. Prints one JSON object with p50/p99/mean/max seconds per runtime.
 Run (as root): ``.venv/bin/python bench/oci_start.py [--n 20] [--output FILE]``.
 By default the container is ``sleep 3600`` in a busybox root filesystem
 built from /bin/busybox; ``--rootfs DIR --args CMD...`` times another one.
-The pod-start benchmark imports :func:`measure` to time the same container
-beside its pods.
+The timing loop, :func:`kubevisor.cli.benchhost.measure`, is shared with
+``kubevisor bench pods``, which times the same container beside its pods.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from kubevisor.cli.benchhost import measure  # noqa: E402
 from kubevisor.runtime.oci import OciRuntime  # noqa: E402
 from kubevisor.runtime.oci.detect import detect  # noqa: E402
-from kubevisor.runtime.types import ContainerSpec  # noqa: E402
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -54,28 +54,6 @@ def summary(samples: list[float]) -> dict[str, float]:
         "min": round(min(samples), 4),
         "max": round(max(samples), 4),
     }
-
-
-async def measure(runtime: OciRuntime, rootfs: str, *, n: int, args: list[str],
-                  workdir: str) -> list[float]:
-    """Seconds from ``run()`` call to running, for ``n`` containers started
-    one after another; all are removed before returning."""
-    samples: list[float] = []
-    ids: list[str] = []
-    try:
-        for _ in range(n):
-            container_id = f"bench-{uuid.uuid4().hex[:10]}"
-            spec = ContainerSpec(id=container_id, rootfs=rootfs, args=args,
-                                 log_path=os.path.join(workdir, "logs", f"{container_id}.log"))
-            began = time.perf_counter()
-            state = await runtime.run(spec)
-            samples.append(time.perf_counter() - began)
-            ids.append(container_id)
-            assert state.status == "running", state
-    finally:
-        for container_id in ids:
-            await runtime.remove(container_id)
-    return samples
 
 
 async def main_async(options: argparse.Namespace) -> dict[str, Any]:

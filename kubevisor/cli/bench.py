@@ -1,8 +1,9 @@
 """``kubevisor bench ...``: benchmarks that print JSON.
 
-``bench api`` measures the API server (:mod:`kubevisor.cli.benchapi`) and
-prints the report on stdout (and to ``--output`` if given). Called by
-:mod:`kubevisor.cli.main`.
+``bench api`` measures the API server (:mod:`kubevisor.cli.benchapi`), ``bench
+scheduler`` the scheduler, ``bench pods`` pod starts on this host
+(:mod:`kubevisor.cli.benchpods`); each prints the report on stdout (and to
+``--output`` if given). Called by :mod:`kubevisor.cli.main`.
 """
 
 from __future__ import annotations
@@ -107,6 +108,60 @@ def scheduler(
     try:
         report = run_until_signalled(lambda _stop: run_scheduler_bench(options))
     except (BenchError, ServeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
+    if output is not None:
+        output.write_text(text + "\n")
+    typer.echo(text)
+
+
+@bench_app.command("pods")
+def pods(
+    phases: Annotated[
+        str, typer.Option(help="Comma-separated subset of baseline,latency,burst,density.")
+    ] = "baseline,latency,burst,density",
+    baseline_n: Annotated[int, typer.Option(help="Raw OCI container starts (sequential).")] = 20,
+    latency_pods: Annotated[int, typer.Option(help="Pods created open loop.")] = 100,
+    latency_rate: Annotated[float, typer.Option(help="Pods created per second.")] = 20.0,
+    burst_pods: Annotated[int, typer.Option(help="Pods created at once.")] = 100,
+    conns: Annotated[int, typer.Option(help="Concurrent clients for burst and density.")] = 16,
+    density_pods: Annotated[int, typer.Option(help="Pods running at once.")] = 1000,
+    max_pods: Annotated[int | None, typer.Option(help="The node's max pods (default: enough).")] = None,
+    image_archive: Annotated[
+        Path | None, typer.Option(help="OCI archive to use (default: busybox built from /bin/busybox).")
+    ] = None,
+    image: Annotated[str, typer.Option(help="The image's name in the archive.")] = "busybox:1",
+    timeout: Annotated[float, typer.Option(help="Seconds per phase to get the pods running.")] = 300.0,
+    profile: Annotated[
+        Path | None,
+        typer.Option(help="py-spy recordings of agent, apiserver and controllers per phase here."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+) -> None:
+    """Pod start latency, a burst and density on this host, beside the raw
+    OCI start (kubevisor.cli.benchpods); needs root."""
+    import os
+
+    from kubevisor.apiserver.server import run_until_signalled
+    from kubevisor.cli.benchapi import BenchError
+    from kubevisor.cli.benchpods import PHASES, PodsBenchOptions, run_until_stopped
+    from kubevisor.cli.profiling import ProfilerError
+
+    chosen = tuple(p.strip() for p in phases.split(",") if p.strip())
+    if set(chosen) - set(PHASES):
+        typer.echo(f"error: unknown phases {sorted(set(chosen) - set(PHASES))}", err=True)
+        raise typer.Exit(1)
+    if os.geteuid() != 0:
+        typer.echo("error: bench pods needs root (containers, network)", err=True)
+        raise typer.Exit(1)
+    options = PodsBenchOptions(
+        phases=chosen, baseline_n=baseline_n, latency_pods=latency_pods, latency_rate=latency_rate,
+        burst_pods=burst_pods, conns=conns, density_pods=density_pods, max_pods=max_pods,
+        image_archive=image_archive, image=image, timeout_s=timeout, profile_dir=profile)
+    try:
+        report = run_until_signalled(lambda stop: run_until_stopped(options, stop))
+    except (BenchError, ProfilerError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
