@@ -680,7 +680,7 @@ async def run_pods_bench(options: PodsBenchOptions, say: Progress | None = None)
                       pod_cidr=free_pod_cidr(max_pods), max_pods=max_pods)
     report["cluster"] = {"network_prefix": cluster.prefix, "pod_cidr": cluster.pod_cidr,
                          "max_pods": max_pods, "cgroup_parent": cluster.cgroup_parent,
-                         "node": NODE_NAME}
+                         "node": NODE_NAME, "work_dir": str(work_dir)}
     try:
         archive = options.image_archive or host.busybox_archive(work_dir / "busybox.tar",
                                                                options.image)
