@@ -4,13 +4,13 @@ Registers the host as a Node with a Lease heartbeat, watches the pods (and
 later VirtualMachines) bound to it, and runs them through
 :mod:`kubevisor.runtime`, reporting status back through the API like any
 client. Started by ``kubevisor up`` (unless ``--no-node``) and by
-``kubevisor join``, as a child process (:mod:`.process`, ``python -m
-kubevisor.node``) or in-process (:func:`.agent.run_node`).
+``kubevisor join`` as a child process (``python -m kubevisor.cli.nodeagent``
+calls :func:`.agent.run_node`).
 
 Modules, one noun each:
 
 - ``agent`` (:func:`run_node`: builds the drivers, runs the parts below),
-  ``__main__`` / ``process`` (the agent as a process), ``config``, ``clock``.
+  ``config``, ``clock``.
 - The node: ``hostinfo`` (facts about the host), ``nodestatus`` (the Node
   and its conditions, pure), ``lease`` (pure), ``registration`` (the shell:
   register, status on change or every 5 min, Lease every 10 s).

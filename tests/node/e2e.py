@@ -54,10 +54,10 @@ class HostSetup:
                                    network_prefix=self.prefix, cgroup_parent=f"/{self.prefix}")
 
     def agent_args(self, kubeconfig: Path, node_name: str = "node-e2e") -> list[str]:
-        """argv of ``python -m kubevisor.node`` for this setup."""
-        return [sys.executable, "-m", "kubevisor.node", str(kubeconfig), str(self.data_dir),
-                "--node-name", node_name, "--pod-cidr", self.pod_cidr, "--node-ip",
-                "127.0.0.1", "--network-prefix", self.prefix,
+        """argv of the agent process as ``kubevisor up`` starts it."""
+        return [sys.executable, "-m", "kubevisor.cli.nodeagent", "--kubeconfig", str(kubeconfig),
+                "--data-dir", str(self.data_dir), "--node-name", node_name, "--pod-cidr",
+                self.pod_cidr, "--node-ip", "127.0.0.1", "--network-prefix", self.prefix,
                 "--cgroup-parent", f"/{self.prefix}"]
 
     async def cleanup(self) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 
 from kubevisor.client import Client, NotFoundError
-from kubevisor.node.process import node_agent_process
 from tests.client.live import Live
 from tests.node.e2e import (
     HostSetup,
@@ -267,18 +265,15 @@ async def test_agent_process_killed_pods_survive(live: Live, api: Client, setup:
                                                  busybox: str) -> None:
     """kill -9 of the agent process: the pod keeps running; a new agent
     process re-adopts it with the same restartCount and container."""
-    # The first agent as kubevisor up runs it (kubevisor.cli.nodeagent, whose
-    # runner stops on signals delivered through the event loop).
-    args = [sys.executable, "-m", "kubevisor.cli.nodeagent", "--kubeconfig", str(live.kubeconfig),
-            "--data-dir", str(setup.data_dir), "--node-name", "node-e2e", "--pod-cidr",
-            setup.pod_cidr, "--node-ip", "127.0.0.1", "--network-prefix", setup.prefix,
-            "--cgroup-parent", f"/{setup.prefix}"]
+    # The agent as kubevisor up runs it: python -m kubevisor.cli.nodeagent.
+    args = setup.agent_args(live.kubeconfig)
     setup.root.mkdir(parents=True, exist_ok=True)
     with (setup.root / "agent.log").open("ab") as log:
         await _kill_and_readopt(live, api, setup, busybox, args, log)
 
 
-async def _kill_and_readopt(live: Live, api: Client, setup: HostSetup, busybox: str, args: list[str],
+async def _kill_and_readopt(live: Live, api: Client, setup: HostSetup, busybox: str,
+                            args: list[str],
                             log: Any) -> None:
     first = await asyncio.create_subprocess_exec(*args, stderr=log)
     try:
@@ -298,11 +293,8 @@ async def _kill_and_readopt(live: Live, api: Client, setup: HostSetup, busybox: 
     running = [c for c in await runtime.list()
                if c.labels.get("io.kubernetes.pod.name") == "survivor"]
     assert [c.status for c in running] == ["running"]
-    # The second agent as kubevisor up starts it (node_agent_process); it stops on SIGTERM.
-    async with node_agent_process(live.kubeconfig, setup.data_dir, node_name="node-e2e",
-                                  pod_cidr=setup.pod_cidr, node_ip="127.0.0.1",
-                                  extra=["--network-prefix", setup.prefix, "--cgroup-parent",
-                                         f"/{setup.prefix}"]) as second:
+    second = await asyncio.create_subprocess_exec(*args, stderr=log)
+    try:
         lease = await api.get("coordination.k8s.io/v1", "Lease", "node-e2e",
                               namespace="kube-node-lease")
 
@@ -314,7 +306,11 @@ async def _kill_and_readopt(live: Live, api: Client, setup: HostSetup, busybox: 
         await wait_for(renewed, timeout=30, what="the second agent's lease")
         await asyncio.sleep(2)  # a relist and a sync of the re-adopted pod
         after = await pod_where(api, "survivor", lambda p: _cond(p, "Ready") == "True")
-    assert second.returncode == 0
+    finally:
+        if second.returncode is None:
+            second.terminate()
+        await second.wait()
+    assert second.returncode == 0  # SIGTERM: a clean stop
     assert _main(after)["restartCount"] == 0
     assert _main(after)["containerID"] == _main(before)["containerID"]
     assert [c.pid for c in await runtime.list()
