@@ -239,8 +239,9 @@ def pod_status(pod: JSON, state: PodState, *, now: float, host_ip: str,
         ready_args = ("False", "ContainersNotInitialized",
                       f"containers with incomplete status: "
                       f"[{' '.join(s['name'] for s in inits if not s['ready'])}]")
-    conds.append(_condition(old_conds, "ContainersReady", ready_args[0], stamp, *ready_args[1:]))
+    # kubelet's order: PodReadyToStartContainers, Initialized, Ready, ContainersReady, PodScheduled.
     conds.append(_condition(old_conds, "Ready", ready_args[0], stamp, *ready_args[1:]))
+    conds.append(_condition(old_conds, "ContainersReady", ready_args[0], stamp, *ready_args[1:]))
     sched = old_conds.get("PodScheduled") or _condition(old_conds, "PodScheduled", "True", stamp)
     conds.append(sched)
     status: JSON = {

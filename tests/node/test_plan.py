@@ -113,6 +113,8 @@ def test_running_status_and_conditions() -> None:
     assert c["state"]["running"]["startedAt"] == "2027-01-15T08:00:00Z"
     assert c["imageID"] == "127.0.0.1:5000/busybox@sha256:ab"
     assert c["containerID"] == f"runc://{container_id(UID, 'app', 0)}"
+    assert [x["type"] for x in st["conditions"]] == [
+        "PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
     conds = {x["type"]: x for x in st["conditions"]}
     assert {k: v["status"] for k, v in conds.items()} == {
         "PodReadyToStartContainers": "True", "Initialized": "True",
