@@ -722,6 +722,31 @@ _CONTROLLERREVISION = (
     _AGE,
 )
 
+
+def _csr_condition(obj: JSON) -> str:
+    types = [str(c.get("type")) for c in (obj.get("status") or {}).get("conditions") or ()
+             if isinstance(c, dict) and c.get("type")]
+    return ",".join(types) if types else "Pending"
+
+
+def _csr_duration(obj: JSON) -> str:
+    seconds = (obj.get("spec") or {}).get("expirationSeconds")
+    return human_duration(int(seconds)) if isinstance(seconds, int) else "<none>"
+
+
+_CSR = (
+    NAME,
+    _AGE,
+    _col("SignerName", lambda o: (o.get("spec") or {}).get("signerName", ""),
+         description="Name of the signer that will sign the certificate."),
+    _col("Requestor", lambda o: (o.get("spec") or {}).get("username", ""),
+         description="The user that created the request."),
+    _col("RequestedDuration", _csr_duration,
+         description="The requested validity of the issued certificate."),
+    _col("Condition", _csr_condition, description="Approval and issuance conditions."),
+)
+
+
 BUILTIN: dict[tuple[str, str], tuple[PrinterColumn, ...]] = {
     ("", "Pod"): _POD,
     ("", "Service"): _SERVICE,
@@ -750,6 +775,7 @@ BUILTIN: dict[tuple[str, str], tuple[PrinterColumn, ...]] = {
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): _binding_columns(),
     ("node.k8s.io", "RuntimeClass"): _RUNTIMECLASS,
     ("discovery.k8s.io", "EndpointSlice"): _ENDPOINTSLICE,
+    ("certificates.k8s.io", "CertificateSigningRequest"): _CSR,
     ("storage.k8s.io", "StorageClass"): _STORAGECLASS,
 }
 

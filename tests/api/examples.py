@@ -162,6 +162,12 @@ def examples() -> dict[tuple[str, str], dict[str, Any]]:
             "endpoints": [{"addresses": ["10.0.0.5"], "conditions": {"ready": True},
                            "nodeName": "host-1"}],
             "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+        ("certificates.k8s.io", "CertificateSigningRequest"): {
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": _meta("node-csr-abc", None),
+            "spec": {"request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K",
+                     "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                     "usages": ["digital signature", "client auth"]}},
         ("storage.k8s.io", "StorageClass"): {
             "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
             "metadata": _meta("local", None, annotations={

@@ -33,8 +33,9 @@ def test_index_lists_every_group_version_with_a_hash() -> None:
     assert set(index["paths"]) == {
         "api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1", "apis/apiextensions.k8s.io/v1",
         "apis/rbac.authorization.k8s.io/v1", "apis/node.k8s.io/v1", "apis/storage.k8s.io/v1",
-        "apis/discovery.k8s.io/v1",
-        "apis/batch/v1"}
+        "apis/discovery.k8s.io/v1", "apis/certificates.k8s.io/v1",
+        "apis/batch/v1",
+        *(f"apis/vmoperator.vmware.com/{v}" for v in ("v1alpha3", "v1alpha4", "v1alpha5", "v1alpha6"))}
     url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
     assert re.fullmatch(r"/openapi/v3/apis/apps/v1\?hash=[0-9A-F]{128}", url)
 
