@@ -1,10 +1,15 @@
-"""``python -m kubevisor.cli.controllers KUBECONFIG [PARENT_PID]``: the controller manager
-in a process of its own.
+"""``python -m kubevisor.cli.controllers KUBECONFIG [PARENT_PID] [--controllers A,B]
+[--exclude A,B] [--ca-cert F --ca-key F] [--cluster-cidr CIDR]``: the
+controller manager in a process of its own.
 
 Started by ``kubevisor up --controllers process`` (see
 :func:`kubevisor.cli.up.controllers_running`) so that the controllers'
 informers parse watch events with their own interpreter lock and core
-instead of the apiserver's event loop. Stops cleanly on SIGTERM/SIGINT.
+instead of the apiserver's event loop. ``--controllers`` and ``--exclude``
+take names from :data:`kubevisor.controllers.manager.CONTROLLERS`, so the
+scheduler can run in one such process (``--controllers scheduler``, as
+kube-scheduler) and the other controllers in another (``--exclude
+scheduler``). Stops cleanly on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m kubevisor.cli.controllers")
     parser.add_argument("kubeconfig", type=Path)
@@ -31,6 +40,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ca-key", type=Path, default=None)
     parser.add_argument("--cluster-cidr", default=None,
                         help="give each Node a pod CIDR from this range (node IPAM)")
+    parser.add_argument("--controllers", type=_names, default=None,
+                        help="comma-separated controllers to run (default: all)")
+    parser.add_argument("--exclude", type=_names, default=[],
+                        help="comma-separated controllers not to run")
     return parser.parse_args(argv)
 
 
@@ -46,11 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     from kubevisor.apiserver.server import run_until_signalled
-    from kubevisor.controllers.manager import run_controllers
+    from kubevisor.controllers.manager import run_controllers, selected
 
+    try:
+        selected(args.controllers, args.exclude)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     run_until_signalled(lambda stop: run_controllers(
         args.kubeconfig, stop, ca_cert_file=args.ca_cert, ca_key_file=args.ca_key,
-        cluster_cidr=args.cluster_cidr))
+        cluster_cidr=args.cluster_cidr, names=args.controllers, exclude=args.exclude))
     return 0
 
 

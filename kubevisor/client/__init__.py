@@ -1,9 +1,10 @@
 """The async Kubernetes API client used by controllers, the node agent and
 the CLI: :class:`Client` (CRUD, patch, resumable watch, discovery),
-:class:`Informer` (a list+watch cache with event handlers) and the error
+:class:`Informer` (a list+watch cache with event handlers),
+:class:`SharedInformers` (one informer per watch for a whole process) and the error
 tree of :mod:`kubevisor.client.errors`."""
 
-from kubevisor.client.client import INITIAL_EVENTS_END, Client, object_key
+from kubevisor.client.client import INITIAL_EVENTS_END, Client, ServerConnection, object_key
 from kubevisor.client.discovery import APIResource, Discovery
 from kubevisor.client.errors import (
     AlreadyExistsError,
@@ -25,6 +26,7 @@ from kubevisor.client.errors import (
     UnsupportedMediaTypeError,
 )
 from kubevisor.client.informer import Informer, metadata_only
+from kubevisor.client.informers import SharedInformers, filtered, has_label
 from kubevisor.client.kubeconfig import ConnectionConfig, load_kubeconfig
 
 __all__ = [
@@ -45,12 +47,16 @@ __all__ = [
     "KubeconfigError",
     "MethodNotAllowedError",
     "NotFoundError",
+    "ServerConnection",
     "ServerError",
+    "SharedInformers",
     "TooManyRequestsError",
     "TransportError",
     "UnauthorizedError",
     "UnknownResourceError",
     "UnsupportedMediaTypeError",
+    "filtered",
+    "has_label",
     "load_kubeconfig",
     "metadata_only",
     "object_key",

@@ -18,6 +18,7 @@ import contextlib
 import random
 import ssl
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +60,15 @@ def _compact(params: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class ServerConnection:
+    """What :meth:`Client.connection` answers."""
+
+    server: str  # the base URL, e.g. https://127.0.0.1:6443
+    authorization: str | None  # the Authorization header value ("Bearer …"), if any
+    ssl_context: ssl.SSLContext | None  # None for a plain-HTTP server
+
+
 class Client:
     """One server, one identity. Use as ``async with Client.from_kubeconfig(p) as c``."""
 
@@ -72,6 +82,14 @@ class Client:
         self.server = server
         self.namespace = namespace
         self._timeout = timeout
+        self._authorization = headers.get("Authorization")
+        self._own_transport = transport is not None
+        # One TLS context, built here so that other transports can share it.
+        self._ssl_context: ssl.SSLContext | None = None
+        if server.startswith("https"):
+            self._ssl_context = verify if isinstance(verify, ssl.SSLContext) \
+                else httpx.create_ssl_context(verify=verify)
+            verify = self._ssl_context
         self._http = httpx.AsyncClient(
             base_url=server, headers=headers, verify=verify, http2=False,
             timeout=httpx.Timeout(timeout),
@@ -94,6 +112,16 @@ class Client:
         cfg = load_kubeconfig(path, context=context)
         return cls(cfg.server, token=cfg.token, verify=cfg.ssl_context(),
                    namespace=cfg.namespace, **kwargs)
+
+    def connection(self) -> ServerConnection | None:
+        """How this client reaches its server, for a caller that speaks HTTP
+        itself (the scheduler's lean binding pool): the same server, identity
+        and TLS trust; None when requests go through a transport the caller
+        of the constructor gave (there may be no socket to open)."""
+        if self._own_transport:
+            return None
+        return ServerConnection(server=self.server, authorization=self._authorization,
+                                ssl_context=self._ssl_context)
 
     async def aclose(self) -> None:
         await self._http.aclose()

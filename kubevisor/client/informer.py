@@ -7,8 +7,10 @@ what the caller needs, e.g. metadata) up to date from
 and emitting DELETED for what vanished meanwhile), and calls its handlers
 with ``(event_type, object, old_object)`` for every change. Controllers
 register handlers that enqueue keys and read the cache in their
-reconcilers. Objects in the cache are shared: never mutate them; copy
-first (``copy.deepcopy``) or build new ones.
+reconcilers; :class:`~kubevisor.client.informers.SharedInformers` gives
+every controller of a process the same informer for the same watch.
+Objects in the cache are shared: never mutate them; copy first
+(``copy.deepcopy``) or build new ones.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Informer:
         self._transform = transform
         self._retry = retry_delays
         self._store: dict[tuple[str, str], JSON] = {}
-        self._handlers: list[Handler] = []
+        self._handlers: tuple[Handler, ...] = ()
         #: Set once the first full list has been delivered (and stays set).
         self.synced = asyncio.Event()
 
@@ -58,8 +60,19 @@ class Informer:
 
     def add_handler(self, handler: Handler) -> None:
         """``handler(type, obj, old)``: type is ADDED, MODIFIED or DELETED;
-        ``old`` is the previous cached object (None when unknown)."""
-        self._handlers.append(handler)
+        ``old`` is the previous cached object (None when unknown). A handler
+        added to a running informer first gets ADDED for each cached object
+        (informers are shared: a late user must not miss what came before)."""
+        self._handlers = (*self._handlers, handler)
+        for obj in list(self._store.values()):
+            try:
+                handler("ADDED", obj, None)
+            except Exception:
+                log.exception("%r: handler failed on ADDED %s", self, object_key(obj))
+
+    def remove_handler(self, handler: Handler) -> None:
+        """Stop calling ``handler`` (a no-op if it is not registered)."""
+        self._handlers = tuple(h for h in self._handlers if h != handler)
 
     def get(self, name: str, namespace: str = "") -> JSON | None:
         return self._store.get((namespace, name))

@@ -23,7 +23,7 @@ import asyncio
 import copy
 from typing import Any
 
-from kubevisor.client import Client, ConflictError, Informer, NotFoundError
+from kubevisor.client import Client, ConflictError, NotFoundError, SharedInformers
 from kubevisor.controllers import csrrules
 from kubevisor.controllers.csrrules import BadRequest
 from kubevisor.controllers.errors import TemporaryError
@@ -61,9 +61,11 @@ def decide(csr: JSON) -> str | None:
 
 
 class CSRApprovingController:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, informers: SharedInformers | None = None) -> None:
         self.client = client
-        self.csrs = Informer(client, API_VERSION, KIND)
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.csrs = self.informers.get(API_VERSION, KIND)
         self.csrs.add_handler(self._on_csr)
         self.controller: Controller[Key] = Controller("csrapproving", self.reconcile)
 
@@ -73,8 +75,9 @@ class CSRApprovingController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.csrs.run(), name="csrapproving-informer")
-            await self.csrs.synced.wait()
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="csrapproving-informers")
+            await self.informers.wait_synced(self.csrs)
             group.create_task(self.controller.run(), name="csrapproving-controller")
 
     async def reconcile(self, key: Key) -> Result | None:

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kubevisor.client import Client, ConflictError, Informer, NotFoundError
+from kubevisor.client import Client, ConflictError, NotFoundError, SharedInformers
 from kubevisor.controllers import csrrules
 from kubevisor.controllers.csrapproving import API_VERSION, KIND
 from kubevisor.controllers.csrrules import BadRequest
@@ -96,11 +96,14 @@ def issue(csr: JSON, ca_cert: x509.Certificate, ca_key: SigningKey, *,
 
 class CSRSigningController:
     def __init__(self, client: Client, *, ca_cert_file: Path, ca_key_file: Path,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self.ca_cert, self.ca_key = load_ca(ca_cert_file, ca_key_file)
         self._clock = clock
-        self.csrs = Informer(client, API_VERSION, KIND)
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.csrs = self.informers.get(API_VERSION, KIND)
         self.csrs.add_handler(self._on_csr)
         self.controller: Controller[Key] = Controller("csrsigning", self.reconcile)
 
@@ -110,8 +113,9 @@ class CSRSigningController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.csrs.run(), name="csrsigning-informer")
-            await self.csrs.synced.wait()
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="csrsigning-informers")
+            await self.informers.wait_synced(self.csrs)
             group.create_task(self.controller.run(), name="csrsigning-controller")
 
     async def reconcile(self, key: Key) -> None:

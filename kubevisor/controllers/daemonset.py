@@ -32,7 +32,15 @@ from datetime import datetime
 from typing import Any
 
 from kubevisor.api.meta import owner_reference
-from kubevisor.client import Client, ConflictError, Informer, NotFoundError
+from kubevisor.client import (
+    Client,
+    ConflictError,
+    NotFoundError,
+    SharedInformers,
+    filtered,
+    has_label,
+    metadata_only,
+)
 from kubevisor.controllers import history, nodefit, podstate, revisions
 from kubevisor.controllers.errors import TemporaryError
 from kubevisor.controllers.podclaims import controlled_pods
@@ -294,36 +302,38 @@ class DaemonSetController:
     """Watches DaemonSets, their pods and every Node."""
 
     def __init__(self, client: Client, *, workers: int = 2, backoff: Backoff = DEFAULT_BACKOFF,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self._clock = clock
         self.controller: Controller[Key] = Controller(
             "daemonset", self.reconcile, workers=workers, backoff=backoff)
         self.events = EventRecorder(client, "daemonset-controller")
         add = self.controller.queue.add
-        self.sets = Informer(client, "apps/v1", "DaemonSet", transform=_meta_only)
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.sets = self.informers.get("apps/v1", "DaemonSet", transform=metadata_only)
         self.sets.add_handler(podstate.enqueue_self(add))
-        # only pods that carry a DaemonSet's template-generation label are watched
-        self.pods = Informer(client, "v1", "Pod", transform=_meta_only,
-                             label_selector=GENERATION_LABEL)
-        self.pods.add_handler(podstate.enqueue_controller("DaemonSet", add))
-        self.nodes = Informer(client, "v1", "Node", transform=_node_view)
+        # the shared pod informer; only pods with a DaemonSet's
+        # template-generation label are looked at
+        self.pods = self.informers.get("v1", "Pod")
+        self.pods.add_handler(filtered(has_label(GENERATION_LABEL),
+                                       podstate.enqueue_controller("DaemonSet", add)))
+        self.nodes = self.informers.get("v1", "Node")
         self.nodes.add_handler(self._on_node)
 
     def _on_node(self, etype: str, obj: JSON, old: JSON | None) -> None:
-        if old is not None and etype == "MODIFIED" and (
-                old.get("spec"), (old.get("metadata") or {}).get("labels")) == (
-                obj.get("spec"), (obj.get("metadata") or {}).get("labels")):
-            return  # only what decides eligibility matters
+        if old is not None and etype == "MODIFIED" and _eligibility_view(old) == \
+                _eligibility_view(obj):
+            return  # only what decides eligibility matters (not the status)
         for key in self.sets.keys():
             self.controller.queue.add(key)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.sets.run(), name="daemonset-informer")
-            group.create_task(self.pods.run(), name="daemonset-pod-informer")
-            group.create_task(self.nodes.run(), name="daemonset-node-informer")
-            await self.nodes.synced.wait()
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="daemonset-informers")
+            await self.informers.wait_synced(self.nodes)
             group.create_task(self.events.run(), name="daemonset-events")
             group.create_task(self.controller.run(), name="daemonset-controller")
 
@@ -379,18 +389,10 @@ class DaemonSetController:
             pass
 
 
-def _meta_only(obj: JSON) -> JSON:
-    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
-            "metadata": obj.get("metadata") or {}}
-
-
-def _node_view(node: JSON) -> JSON:
-    """What eligibility needs of a node: name, labels, taints."""
-    md = node.get("metadata") or {}
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": md.get("name"), "labels": md.get("labels") or {},
-                         "resourceVersion": md.get("resourceVersion")},
-            "spec": {"taints": (node.get("spec") or {}).get("taints") or []}}
+def _eligibility_view(node: JSON) -> tuple[Any, Any]:
+    """What eligibility reads of a node: its labels and taints."""
+    return ((node.get("metadata") or {}).get("labels") or {},
+            (node.get("spec") or {}).get("taints") or [])
 
 
 __all__ = [

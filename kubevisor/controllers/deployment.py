@@ -39,8 +39,8 @@ from kubevisor.client import (
     ApiError,
     Client,
     ConflictError,
-    Informer,
     NotFoundError,
+    SharedInformers,
 )
 from kubevisor.controllers import ownership
 from kubevisor.controllers import rollout as r
@@ -425,11 +425,14 @@ class DeploymentController:
     """Watches Deployments and ReplicaSets; rolls Deployments out."""
 
     def __init__(self, client: Client, *, workers: int = 4, backoff: Backoff = DEFAULT_BACKOFF,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self._clock = clock
-        self.deployments = Informer(client, "apps/v1", "Deployment")
-        self.replicasets = Informer(client, "apps/v1", "ReplicaSet")
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.deployments = self.informers.get("apps/v1", "Deployment")
+        self.replicasets = self.informers.get("apps/v1", "ReplicaSet")
         self.deployments.add_handler(self._on_deployment)
         self.replicasets.add_handler(self._on_replicaset)
         self.events = EventRecorder(client, "deployment-controller")
@@ -471,11 +474,10 @@ class DeploymentController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.deployments.run(), name="deployment-informer")
-            group.create_task(self.replicasets.run(), name="deployment-rs-informer")
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="deployment-informers")
             group.create_task(self.events.run(), name="deployment-events")
-            await self.deployments.synced.wait()
-            await self.replicasets.synced.wait()
+            await self.informers.wait_synced(self.deployments, self.replicasets)
             group.create_task(self.controller.run(), name="deployment-controller")
 
     async def reconcile(self, key: Key) -> Result | None:

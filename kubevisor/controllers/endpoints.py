@@ -30,8 +30,8 @@ from kubevisor.client import (
     Client,
     ConflictError,
     ForbiddenError,
-    Informer,
     NotFoundError,
+    SharedInformers,
 )
 from kubevisor.controllers import servicebackends as sb
 from kubevisor.controllers.errors import TemporaryError
@@ -153,12 +153,15 @@ class EndpointsController:
     """Watches Services, Pods and Endpoints; writes Endpoints."""
 
     def __init__(self, client: Client, *, workers: int = 2,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self._clock = clock
-        self.services = Informer(client, "v1", "Service")
-        self.pods = Informer(client, "v1", "Pod")
-        self.endpoints = Informer(client, "v1", "Endpoints")
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.services = self.informers.get("v1", "Service")
+        self.pods = self.informers.get("v1", "Pod")
+        self.endpoints = self.informers.get("v1", "Endpoints")
         self._pods_by_ns = sb.ByNamespace()
         self._services_by_ns = sb.ByNamespace()
         self.services.add_handler(self._services_by_ns.on_event)
@@ -190,10 +193,9 @@ class EndpointsController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            for inf in (self.services, self.pods, self.endpoints):
-                group.create_task(inf.run(), name=f"endpoints-{inf.kind}-informer")
-            await asyncio.gather(*(inf.synced.wait()
-                                   for inf in (self.services, self.pods, self.endpoints)))
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="endpoints-informers")
+            await self.informers.wait_synced(self.services, self.pods, self.endpoints)
             group.create_task(self.controller.run(), name="endpoints-controller")
 
     async def reconcile(self, key: Key) -> Result | None:

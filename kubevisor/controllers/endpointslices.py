@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kubevisor.client import Client, ConflictError, ForbiddenError, Informer, NotFoundError
+from kubevisor.client import (
+    Client,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    SharedInformers,
+)
 from kubevisor.controllers import servicebackends as sb
 from kubevisor.controllers.endpoints import services_of
 from kubevisor.controllers.errors import TemporaryError
@@ -191,14 +197,17 @@ class EndpointSliceController:
 
     def __init__(self, client: Client, *, workers: int = 2,
                  clock: Callable[[], datetime] = utcnow,
-                 max_endpoints: int = MAX_ENDPOINTS) -> None:
+                 max_endpoints: int = MAX_ENDPOINTS,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self._clock = clock
         self._max = max_endpoints
-        self.services = Informer(client, "v1", "Service")
-        self.pods = Informer(client, "v1", "Pod")
-        self.slices = Informer(client, API_VERSION, "EndpointSlice",
-                               label_selector=f"{MANAGED_BY}={CONTROLLER_NAME}")
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.services = self.informers.get("v1", "Service")
+        self.pods = self.informers.get("v1", "Pod")
+        self.slices = self.informers.get(API_VERSION, "EndpointSlice",
+                                         label_selector=f"{MANAGED_BY}={CONTROLLER_NAME}")
         self._pods_by_ns = sb.ByNamespace()
         self._services_by_ns = sb.ByNamespace()
         self.services.add_handler(self._services_by_ns.on_event)
@@ -228,11 +237,10 @@ class EndpointSliceController:
             self.controller.queue.add((md.get("namespace", ""), name))
 
     async def run(self) -> None:
-        informers = (self.services, self.pods, self.slices)
         async with asyncio.TaskGroup() as group:
-            for inf in informers:
-                group.create_task(inf.run(), name=f"endpointslices-{inf.kind}-informer")
-            await asyncio.gather(*(inf.synced.wait() for inf in informers))
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="endpointslices-informers")
+            await self.informers.wait_synced(self.services, self.pods, self.slices)
             group.create_task(self.controller.run(), name="endpointslice-controller")
 
     def _fresh(self, key: Key) -> bool:

@@ -17,7 +17,9 @@ As kube-controller-manager's garbage collector does:
 The dependency graph (:class:`Graph`, uid -> :class:`Node`, owner uid ->
 dependent uids) is fed by metadata-only informers over every served
 resource that can be listed, watched and deleted (discovery, refreshed
-periodically and whenever a CustomResourceDefinition changes). Decisions
+periodically and whenever a CustomResourceDefinition changes), taken from
+the controller manager's :class:`~kubevisor.client.SharedInformers` (kube's
+metadata informers: shared with whoever else watches metadata only). Decisions
 are pure (:func:`plan_dependent`, :func:`plan_owner`); the
 :class:`GarbageCollector` shell reads the live object, plans and applies.
 Started by the manager.
@@ -39,6 +41,7 @@ from kubevisor.client import (
     ConflictError,
     Informer,
     NotFoundError,
+    SharedInformers,
     UnknownResourceError,
     metadata_only,
 )
@@ -222,12 +225,15 @@ class GarbageCollector:
 
     def __init__(self, client: Client, *, workers: int = 4, backoff: Backoff = DEFAULT_BACKOFF,
                  rediscover_interval: float = 30.0,
-                 ignored: frozenset[tuple[str, str]] = IGNORED) -> None:
+                 ignored: frozenset[tuple[str, str]] = IGNORED,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self.graph = Graph()
         self._ignored = ignored
         self._interval = rediscover_interval
-        self._informers: dict[tuple[str, str], tuple[Informer, asyncio.Task[None]]] = {}
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self._informers: dict[tuple[str, str], Informer] = {}
         self._rediscover = asyncio.Event()
         self._absent: set[str] = set()  # uids verified absent (uids never come back)
         self.controller: Controller[str] = Controller(
@@ -282,7 +288,7 @@ class GarbageCollector:
     @property
     def synced(self) -> bool:
         return bool(self._informers) and all(inf.synced.is_set()
-                                             for inf, _ in self._informers.values())
+                                             for inf in self._informers.values())
 
     async def _sync_informers(self) -> None:
         resources = await self.client.discovery.resources(
@@ -291,8 +297,8 @@ class GarbageCollector:
             (r.group, r.plural): r for r in resources if (r.group, r.plural) not in self._ignored}
         for key in list(self._informers):
             if key not in wanted:
-                informer, task = self._informers.pop(key)
-                task.cancel()
+                informer = self._informers.pop(key)
+                self._let_go(informer)
                 for k in informer.keys():
                     obj = informer.get(k[1], k[0])
                     if obj is not None:
@@ -300,12 +306,16 @@ class GarbageCollector:
         for key, res in wanted.items():
             if key in self._informers:
                 continue
-            informer = Informer(self.client, res.api_version, res.kind, transform=metadata_only)
-            informer.add_handler(self._on_event)
+            informer = self.informers.get(res.api_version, res.kind, transform=metadata_only)
+            informer.add_handler(self._on_event)  # a running one replays its cache first
             if key == ("apiextensions.k8s.io", "customresourcedefinitions"):
                 informer.add_handler(self._on_crd)
-            task = asyncio.create_task(informer.run(), name=f"gc-informer-{res.group_resource}")
-            self._informers[key] = (informer, task)
+            self._informers[key] = informer
+
+    def _let_go(self, informer: Informer) -> None:
+        informer.remove_handler(self._on_event)
+        informer.remove_handler(self._on_crd)
+        self.informers.release(informer)
 
     async def _discovery_loop(self) -> None:
         failures = 0
@@ -327,6 +337,8 @@ class GarbageCollector:
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as group:
+                if self._own_informers:
+                    group.create_task(self.informers.run(), name="gc-informers")
                 group.create_task(self._discovery_loop(), name="gc-discovery")
                 waited = 0
                 while not self.synced:
@@ -334,14 +346,13 @@ class GarbageCollector:
                     waited += 1
                     if waited % 200 == 0:
                         log.warning("garbage collector: waiting for caches of %s", [
-                            repr(inf) for inf, _ in self._informers.values()
+                            repr(inf) for inf in self._informers.values()
                             if not inf.synced.is_set()])
                 group.create_task(self.controller.run(), name="gc-workers")
         finally:
-            tasks = [task for _, task in self._informers.values()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for informer in self._informers.values():
+                self._let_go(informer)
+            self._informers.clear()
 
     # reconcile
 

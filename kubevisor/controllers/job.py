@@ -39,7 +39,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kubevisor.api.meta import owner_reference
-from kubevisor.client import Client, ConflictError, Informer, NotFoundError
+from kubevisor.client import (
+    Client,
+    ConflictError,
+    NotFoundError,
+    SharedInformers,
+    filtered,
+    has_label,
+    metadata_only,
+)
 from kubevisor.controllers import podstate
 from kubevisor.controllers.conditions import find_condition, set_condition
 from kubevisor.controllers.errors import TemporaryError
@@ -418,7 +426,8 @@ class JobController:
     def __init__(self, client: Client, *, workers: int = 2, backoff: Backoff = DEFAULT_BACKOFF,
                  clock: Callable[[], datetime] = utcnow,
                  pod_failure_backoff: float = POD_FAILURE_BACKOFF,
-                 max_pod_failure_backoff: float = MAX_POD_FAILURE_BACKOFF) -> None:
+                 max_pod_failure_backoff: float = MAX_POD_FAILURE_BACKOFF,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self._clock = clock
         self._backoff = (pod_failure_backoff, max_pod_failure_backoff)
@@ -426,17 +435,19 @@ class JobController:
             "job", self.reconcile, workers=workers, backoff=backoff)
         self.events = EventRecorder(client, "job-controller")
         add = self.controller.queue.add
-        self.jobs = Informer(client, "batch/v1", "Job", transform=_meta_only)
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.jobs = self.informers.get("batch/v1", "Job", transform=metadata_only)
         self.jobs.add_handler(podstate.enqueue_self(add))
-        # only pods that carry a Job's job-name label are watched
-        self.pods = Informer(client, "v1", "Pod", transform=_meta_only,
-                             label_selector=JOB_NAME_LABELS[0])
-        self.pods.add_handler(podstate.enqueue_controller("Job", add))
+        # the shared pod informer; only pods with a Job's job-name label are looked at
+        self.pods = self.informers.get("v1", "Pod")
+        self.pods.add_handler(filtered(has_label(JOB_NAME_LABELS[0]),
+                                       podstate.enqueue_controller("Job", add)))
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.jobs.run(), name="job-informer")
-            group.create_task(self.pods.run(), name="job-pod-informer")
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="job-informers")
             group.create_task(self.events.run(), name="job-events")
             group.create_task(self.controller.run(), name="job-controller")
 
@@ -491,11 +502,6 @@ class JobController:
         if result.requeue_after is not None:
             return Result(requeue_after=result.requeue_after)
         return None
-
-
-def _meta_only(obj: JSON) -> JSON:
-    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
-            "metadata": obj.get("metadata") or {}}
 
 
 __all__ = [

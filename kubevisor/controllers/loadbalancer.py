@@ -27,7 +27,13 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from kubevisor.client import Client, ClientError, ConflictError, Informer, NotFoundError
+from kubevisor.client import (
+    Client,
+    ClientError,
+    ConflictError,
+    NotFoundError,
+    SharedInformers,
+)
 from kubevisor.controllers.errors import TemporaryError
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
 
@@ -135,11 +141,14 @@ class LoadBalancerController:
     """Watches Services; writes the status of those of type LoadBalancer."""
 
     def __init__(self, client: Client, *, pool: str | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self.pool = parse_pool(pool)
         self._clock = clock
-        self.services = Informer(client, "v1", "Service")
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.services = self.informers.get("v1", "Service")
         self.services.add_handler(self._on_service)
         # One worker: allocations are decided one at a time.
         self.controller: Controller[Key] = Controller("loadbalancer", self.reconcile, workers=1)
@@ -165,8 +174,9 @@ class LoadBalancerController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.services.run(), name="loadbalancer-informer")
-            await self.services.synced.wait()
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="loadbalancer-informers")
+            await self.informers.wait_synced(self.services)
             group.create_task(self.controller.run(), name="loadbalancer-controller")
 
     async def reconcile(self, key: Key) -> Result | None:

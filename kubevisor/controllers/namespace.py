@@ -28,9 +28,10 @@ from kubevisor.client import (
     APIResource,
     Client,
     ClientError,
-    Informer,
     MethodNotAllowedError,
     NotFoundError,
+    SharedInformers,
+    metadata_only,
 )
 from kubevisor.controllers.conditions import set_condition
 from kubevisor.controllers.errors import TemporaryError
@@ -131,11 +132,15 @@ class NamespaceController:
     """Watches Namespaces; reconciles the ones being deleted."""
 
     def __init__(self, client: Client, *, workers: int = 2, backoff: Backoff = DEFAULT_BACKOFF,
-                 clock: Callable[[], datetime] = utcnow, concurrency: int = 8) -> None:
+                 clock: Callable[[], datetime] = utcnow, concurrency: int = 8,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self._clock = clock
         self._concurrency = concurrency
-        self.informer = Informer(client, "v1", "Namespace")
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        # metadata is all the handler reads (the reconciler GETs the namespace)
+        self.informer = self.informers.get("v1", "Namespace", transform=metadata_only)
         self.informer.add_handler(self._on_event)
         self.controller: Controller[str] = Controller(
             "namespace", self.reconcile, workers=workers, backoff=backoff)
@@ -147,7 +152,8 @@ class NamespaceController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.informer.run(), name="namespace-informer")
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="namespace-informers")
             group.create_task(self.controller.run(), name="namespace-controller")
 
     async def reconcile(self, name: str) -> Result | None:

@@ -24,7 +24,13 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from kubevisor.client import Client, ClientError, ConflictError, Informer, NotFoundError
+from kubevisor.client import (
+    Client,
+    ClientError,
+    ConflictError,
+    NotFoundError,
+    SharedInformers,
+)
 from kubevisor.controllers.errors import TemporaryError
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
 
@@ -111,11 +117,14 @@ class NodeIPAMController:
 
     def __init__(self, client: Client, *, cluster_cidr: str = DEFAULT_CLUSTER_CIDR,
                  node_mask: int = DEFAULT_NODE_MASK,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self.cidrs = CIDRSet(cluster_cidr, node_mask=node_mask)
         self._clock = clock
-        self.nodes = Informer(client, "v1", "Node")
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.nodes = self.informers.get("v1", "Node")
         self.nodes.add_handler(self._on_node)
         # One worker: allocations are decided one at a time.
         self.controller: Controller[Key] = Controller("nodeipam", self.reconcile, workers=1)
@@ -152,8 +161,9 @@ class NodeIPAMController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.nodes.run(), name="nodeipam-informer")
-            await self.nodes.synced.wait()
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="nodeipam-informers")
+            await self.informers.wait_synced(self.nodes)
             recover(self.cidrs, self.nodes.items())
             group.create_task(self.controller.run(), name="nodeipam-controller")
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from kubevisor.client import Client, ConflictError, Informer, NotFoundError
+from kubevisor.client import Client, ConflictError, NotFoundError, SharedInformers
 from kubevisor.controllers import nodefit, podstate
 from kubevisor.controllers.conditions import find_condition
 from kubevisor.controllers.errors import TemporaryError
@@ -197,7 +197,8 @@ class NodeLifecycleController:
 
     def __init__(self, client: Client, *, workers: int = 2, backoff: Backoff = DEFAULT_BACKOFF,
                  clock: Callable[[], datetime] = utcnow, grace: float = GRACE,
-                 startup_grace: float = STARTUP_GRACE) -> None:
+                 startup_grace: float = STARTUP_GRACE,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self._clock = clock
         self._grace = (grace, startup_grace)
@@ -208,10 +209,12 @@ class NodeLifecycleController:
         self.controller: Controller[str] = Controller(
             "node-lifecycle", self.reconcile, workers=workers, backoff=backoff)
         self.events = EventRecorder(client, "node-controller")
-        self.nodes = Informer(client, "v1", "Node")
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.nodes = self.informers.get("v1", "Node")
         self.nodes.add_handler(self._on_node)
-        self.leases = Informer(client, "coordination.k8s.io/v1", "Lease",
-                               namespace=LEASE_NAMESPACE)
+        self.leases = self.informers.get("coordination.k8s.io/v1", "Lease",
+                                         namespace=LEASE_NAMESPACE)
         self.leases.add_handler(self._on_node)
 
     def _on_node(self, etype: str, obj: JSON, old: JSON | None) -> None:
@@ -219,11 +222,10 @@ class NodeLifecycleController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.nodes.run(), name="nodelifecycle-node-informer")
-            group.create_task(self.leases.run(), name="nodelifecycle-lease-informer")
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="nodelifecycle-informers")
             group.create_task(self.events.run(), name="nodelifecycle-events")
-            await self.nodes.synced.wait()
-            await self.leases.synced.wait()
+            await self.informers.wait_synced(self.nodes, self.leases)
             group.create_task(self.controller.run(), name="nodelifecycle-controller")
 
     def last_seen(self, name: str, node: JSON, lease: JSON | None, now: datetime) -> datetime:

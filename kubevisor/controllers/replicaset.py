@@ -35,8 +35,8 @@ from kubevisor.client import (
     ClientError,
     ConflictError,
     ForbiddenError,
-    Informer,
     NotFoundError,
+    SharedInformers,
 )
 from kubevisor.controllers import ownership
 from kubevisor.controllers.conditions import find_condition, set_condition
@@ -206,13 +206,16 @@ class ReplicaSetController:
 
     def __init__(self, client: Client, *, workers: int = 4, burst: int = BURST,
                  backoff: Backoff = DEFAULT_BACKOFF,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self._burst = burst
         self._clock = clock
         self.expectations = Expectations()
-        self.replicasets = Informer(client, "apps/v1", "ReplicaSet")
-        self.pods = Informer(client, "v1", "Pod")
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.replicasets = self.informers.get("apps/v1", "ReplicaSet")
+        self.pods = self.informers.get("v1", "Pod")
         self._pods_by_ns: dict[str, dict[str, JSON]] = {}
         self.replicasets.add_handler(self._on_replicaset)
         self.pods.add_handler(self._on_pod)
@@ -287,11 +290,10 @@ class ReplicaSetController:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.replicasets.run(), name="replicaset-informer")
-            group.create_task(self.pods.run(), name="replicaset-pod-informer")
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="replicaset-informers")
             group.create_task(self.events.run(), name="replicaset-events")
-            await self.pods.synced.wait()
-            await self.replicasets.synced.wait()
+            await self.informers.wait_synced(self.pods, self.replicasets)
             group.create_task(self.controller.run(), name="replicaset-controller")
 
     async def reconcile(self, key: Key) -> Result | None:

@@ -35,7 +35,15 @@ from datetime import datetime
 from typing import Any
 
 from kubevisor.api.meta import owner_reference
-from kubevisor.client import AlreadyExistsError, Client, ConflictError, Informer, NotFoundError
+from kubevisor.client import (
+    AlreadyExistsError,
+    Client,
+    ConflictError,
+    NotFoundError,
+    SharedInformers,
+    filtered,
+    has_label,
+)
 from kubevisor.controllers import history, podstate, revisions
 from kubevisor.controllers.errors import TemporaryError
 from kubevisor.controllers.podclaims import controlled_pods
@@ -284,24 +292,28 @@ class StatefulSetController:
     """Watches StatefulSets and their pods; reconciles one set per key."""
 
     def __init__(self, client: Client, *, workers: int = 2, backoff: Backoff = DEFAULT_BACKOFF,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self._clock = clock
         self.controller: Controller[Key] = Controller(
             "statefulset", self.reconcile, workers=workers, backoff=backoff)
         self.events = EventRecorder(client, "statefulset-controller")
         add = self.controller.queue.add
-        self.sets = Informer(client, "apps/v1", "StatefulSet")
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.sets = self.informers.get("apps/v1", "StatefulSet")
         self.sets.add_handler(podstate.enqueue_self(add))
-        # only pods that carry a StatefulSet's pod-name label are watched
-        self.pods = Informer(client, "v1", "Pod", transform=_pod_meta,
-                             label_selector=POD_NAME_LABEL)
-        self.pods.add_handler(podstate.enqueue_controller("StatefulSet", add))
+        # the shared pod informer; only pods with a StatefulSet's pod-name
+        # label are looked at
+        self.pods = self.informers.get("v1", "Pod")
+        self.pods.add_handler(filtered(has_label(POD_NAME_LABEL),
+                                       podstate.enqueue_controller("StatefulSet", add)))
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.sets.run(), name="statefulset-informer")
-            group.create_task(self.pods.run(), name="statefulset-pod-informer")
+            if self._own_informers:
+                group.create_task(self.informers.run(), name="statefulset-informers")
             group.create_task(self.events.run(), name="statefulset-events")
             group.create_task(self.controller.run(), name="statefulset-controller")
 
@@ -390,11 +402,6 @@ class StatefulSetController:
             raise TemporaryError("statefulset changed meanwhile", delay=0.05) from exc
         except NotFoundError:
             pass
-
-
-def _pod_meta(pod: JSON) -> JSON:
-    """The pod informer keeps what maps a pod to its owner and no more."""
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod.get("metadata") or {}}
 
 
 __all__ = [

@@ -1,6 +1,7 @@
 """The scheduler's shell: informers in, decisions out, bindings through the API.
 
-Informers on Pods, Nodes, RuntimeClasses and Namespaces keep the
+Informers on Pods, Nodes, RuntimeClasses and Namespaces (from the
+controller manager's :class:`~kubevisor.client.SharedInformers`) keep the
 :class:`~.cache.Cache` current (each event touches one node) and feed the
 :class:`~.queue.SchedulingQueue` with pending pods whose schedulerName is
 ``default-scheduler`` (or empty). One loop pops a pod, runs the pure
@@ -29,8 +30,8 @@ from kubevisor.client import (
     Client,
     ClientError,
     ConflictError,
-    Informer,
     NotFoundError,
+    SharedInformers,
     metadata_only,
 )
 from kubevisor.controllers.conditions import find_condition, set_condition
@@ -86,15 +87,18 @@ def _node_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool
 class Scheduler:
     """``await scheduler.run()`` in a task; cancel it to stop."""
 
-    def __init__(self, client: Client, options: SchedulerOptions | None = None) -> None:
+    def __init__(self, client: Client, options: SchedulerOptions | None = None, *,
+                 informers: SharedInformers | None = None) -> None:
         self.client = client
         self.options = options or SchedulerOptions()
         self.cache = Cache()
         self.queue = SchedulingQueue(self.options.times)
-        self.pods = Informer(client, "v1", "Pod")
-        self.nodes = Informer(client, "v1", "Node")
-        self.runtime_classes = Informer(client, "node.k8s.io/v1", "RuntimeClass")
-        self.namespaces = Informer(client, "v1", "Namespace", transform=metadata_only)
+        self._own_informers = informers is None
+        self.informers = SharedInformers(client) if informers is None else informers
+        self.pods = self.informers.get("v1", "Pod")
+        self.nodes = self.informers.get("v1", "Node")
+        self.runtime_classes = self.informers.get("node.k8s.io/v1", "RuntimeClass")
+        self.namespaces = self.informers.get("v1", "Namespace", transform=metadata_only)
         self._lean = lean_pool_for(client, size=self.options.parallel_binds)
         self.events = EventRecorder(client, self.options.name, lean=self._lean)
         self.pods.add_handler(self._on_pod)
@@ -178,14 +182,13 @@ class Scheduler:
     # -- the loop ----------------------------------------------------------------
 
     async def run(self) -> None:
-        informers = (self.nodes, self.runtime_classes, self.namespaces, self.pods)
         try:
             async with asyncio.TaskGroup() as group:
-                for informer in informers:
-                    group.create_task(informer.run(), name=f"scheduler-{informer.kind}")
+                if self._own_informers:
+                    group.create_task(self.informers.run(), name="scheduler-informers")
                 group.create_task(self.events.run(), name="scheduler-events")
-                for informer in informers:
-                    await informer.synced.wait()
+                await self.informers.wait_synced(self.nodes, self.runtime_classes,
+                                                 self.namespaces, self.pods)
                 group.create_task(self._flush_loop(), name="scheduler-flush")
                 group.create_task(self._schedule_loop(), name="scheduler-loop")
         finally:

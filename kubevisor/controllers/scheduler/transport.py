@@ -9,14 +9,14 @@ the caller turns a non-2xx answer into the client's error tree
 (:func:`kubevisor.client.errors.error_from_status`), so callers see the
 same exceptions as through :class:`~kubevisor.client.Client`.
 :func:`lean_pool_for` builds one with the server, token and TLS settings
-of a Client, or returns None when it cannot tell them (the scheduler then
-uses the Client). Used by :mod:`.scheduler` for bindings and events.
+of a Client (:meth:`~kubevisor.client.Client.connection`), or returns None
+when the Client has none (the scheduler then uses the Client). Used by
+:mod:`.scheduler` for bindings and events.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,14 +150,12 @@ class LeanPool:
 
 
 def lean_pool_for(client: Client, *, size: int = 8) -> LeanPool | None:
-    """A pool speaking to ``client``'s server as ``client`` does, if its
-    settings can be read (they are httpx internals: None when they moved)."""
-    with contextlib.suppress(AttributeError):
-        http = client._http
-        pool = http._transport._pool
-        ctx = getattr(pool, "_ssl_context", None)
-        if client.server.startswith("https") and not isinstance(ctx, ssl.SSLContext):
-            return None
-        return LeanPool(client.server, authorization=http.headers.get("authorization"),
-                        ssl_context=ctx, size=size)
-    return None
+    """A pool speaking to ``client``'s server as ``client`` does (its
+    :meth:`~kubevisor.client.Client.connection`: URL, token, TLS trust), or
+    None when the client has no direct connection (the scheduler then uses
+    the client)."""
+    conn = client.connection()
+    if conn is None:
+        return None
+    return LeanPool(conn.server, authorization=conn.authorization,
+                    ssl_context=conn.ssl_context, size=size)
