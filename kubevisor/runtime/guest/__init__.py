@@ -1,6 +1,11 @@
 """Guest images built offline from Debian packages: the small test guest
 (Debian kernel + busybox initramfs that reads a NoCloud seed)."""
 
-from kubevisor.runtime.guest.image import READY_PREFIX, TestGuest, build_test_disk, build_test_guest
+from kubevisor.runtime.guest.image import (
+    READY_PREFIX,
+    GuestImage,
+    build_test_disk,
+    build_test_guest,
+)
 
-__all__ = ["READY_PREFIX", "TestGuest", "build_test_disk", "build_test_guest"]
+__all__ = ["READY_PREFIX", "GuestImage", "build_test_disk", "build_test_guest"]

@@ -30,7 +30,7 @@ READY_PREFIX = "KUBEVISOR-READY"
 
 
 @dataclass(frozen=True, slots=True)
-class TestGuest:
+class GuestImage:
     """What a :class:`~kubevisor.runtime.qemu.types.VMSpec` needs for direct boot."""
 
     kernel: str
@@ -45,7 +45,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def build_test_guest(cache_dir: str | os.PathLike[str]) -> TestGuest:
+def build_test_guest(cache_dir: str | os.PathLike[str]) -> GuestImage:
     """Build (or find in ``cache_dir``) the test guest's kernel and initramfs."""
     cache = Path(cache_dir).resolve()
     kernel = fetch_kernel(cache)
@@ -60,7 +60,7 @@ def build_test_guest(cache_dir: str | os.PathLike[str]) -> TestGuest:
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write(initrd, build_initramfs(kernel))
         _atomic_write(vmlinuz, kernel.vmlinuz.read_bytes())
-    return TestGuest(kernel=str(vmlinuz), initrd=str(initrd), kernel_version=kernel.version)
+    return GuestImage(kernel=str(vmlinuz), initrd=str(initrd), kernel_version=kernel.version)
 
 
 def build_test_disk(cache_dir: str | os.PathLike[str], *, size: str = "64M") -> str:

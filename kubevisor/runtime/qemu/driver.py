@@ -51,11 +51,14 @@ class QemuDriver:
     @classmethod
     async def open(cls, state_root: str | os.PathLike[str], *, probe_timeout: float = 10.0,
                    probe_cache: str | None = DEFAULT_CACHE, force_accel: str | None = None,
-                   qemu: str = QEMU) -> QemuDriver:
-        """Probe the host (cached per boot) and return a driver."""
+                   probe_kernel: str | None = None, qemu: str = QEMU) -> QemuDriver:
+        """Probe the host (cached per boot) and return a driver. Give
+        ``probe_kernel`` (e.g. the test guest's kernel) where the host has
+        no readable ``/boot/vmlinuz-*``: KVM is trusted only after a Linux
+        guest ran under it."""
         assert force_accel in (None, "kvm", "tcg"), f"unknown accelerator {force_accel}"
         caps = await probe(qemu=qemu, timeout=probe_timeout, cache_path=probe_cache,
-                           force=force_accel)  # type: ignore[arg-type]
+                           force=force_accel, kernel=probe_kernel)  # type: ignore[arg-type]
         return cls(state_root, capabilities=caps, qemu=qemu)
 
     # ------------------------------------------------------------ helpers
