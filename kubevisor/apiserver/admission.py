@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kubevisor.api import schemas, validation
+from kubevisor.api import validation
 from kubevisor.api.kinds import ResourceType
 from kubevisor.apiserver import errors
 from kubevisor.apiserver.http import Request
@@ -37,8 +37,8 @@ def field_validation_mode(req: Request) -> str:
 def check_unknown_fields(rt: ResourceType, obj: JSON, req: Request) -> None:
     """Apply the request's field validation mode to ``obj`` (pruning it)."""
     mode = field_validation_mode(req)
-    schema = schemas.schema_of(rt)
-    unknown = validation.unknown_fields(schema, obj)
+    # metadata is always ObjectMeta, whatever a CRD's root schema says of it
+    unknown = validation.unknown_fields_of(rt, obj)
     if not unknown:
         return
     if mode == "Strict":

@@ -87,9 +87,12 @@ def served_as(data: bytes, rt: ResourceType) -> bytes:
         if obj.get("apiVersion") == rt.group_version:
             return data
         return orjson.dumps(rt.converter.convert(obj, rt.version))
-    if not rt.custom or b'"apiVersion":"%s"' % rt.group_version.encode() in data:
+    if not rt.custom:
         return data
+    # Only the top-level apiVersion counts (managedFields entries name versions too).
     obj = orjson.loads(data)
+    if obj.get("apiVersion") == rt.group_version:
+        return data
     obj["apiVersion"] = rt.group_version
     return orjson.dumps(obj)
 

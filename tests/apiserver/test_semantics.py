@@ -215,6 +215,32 @@ async def test_crd_serves_kind_at_once(api: httpx.AsyncClient) -> None:
     assert (await api.get(WIDGETS)).json()["items"] == [], "objects went with their CRD"
 
 
+async def test_crd_schema_declaring_type_meta_keeps_metadata(api: httpx.AsyncClient) -> None:
+    """controller-gen writes apiVersion, kind and ``metadata: {type: object}``
+    into every CRD's root schema; metadata is still checked as ObjectMeta."""
+    await make_ns(api, "ns1")
+    version = CRD["spec"]["versions"][0]
+    root = version["schema"]["openAPIV3Schema"]
+    schema = {**root, "properties": {**root["properties"], "apiVersion": {"type": "string"},
+                                      "kind": {"type": "string"},
+                                      "metadata": {"type": "object"}}}
+    crd = {**CRD, "spec": {**CRD["spec"], "versions": [
+        {**version, "schema": {"openAPIV3Schema": schema}}]}}
+    r = await api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    assert r.status_code == 201, r.text
+    w = {"apiVersion": "example.com/v1", "kind": "Widget",
+         "metadata": {"name": "w", "labels": {"a": "b"}}, "spec": {"size": 1}}
+    for mode in ("Strict", "Warn", "Ignore"):
+        r = await api.post(WIDGETS, json={**w, "metadata": {**w["metadata"], "name": mode.lower()}},
+                           params={"fieldValidation": mode})
+        assert r.status_code == 201, r.text
+        assert r.json()["metadata"]["labels"] == {"a": "b"} and "warning" not in r.headers
+    r = await api.post(WIDGETS, json={**w, "metadata": {"name": "x", "bogus": 1}},
+                       params={"fieldValidation": "Strict"})
+    assert r.status_code == 400
+    assert r.json()["message"] == 'strict decoding error: unknown field "metadata.bogus"'
+
+
 async def test_crd_versions_share_objects(api: httpx.AsyncClient) -> None:
     await make_ns(api, "ns1")
     crd = {**CRD, "spec": {**CRD["spec"], "versions": [
@@ -230,6 +256,20 @@ async def test_crd_versions_share_objects(api: httpx.AsyncClient) -> None:
     assert got["apiVersion"] == "example.com/v1" and got["spec"]["size"] == 1
     items = (await api.get("/apis/example.com/v1beta1/namespaces/ns1/widgets")).json()["items"]
     assert [i["apiVersion"] for i in items] == ["example.com/v1beta1"]
+    # written through both versions, so managedFields name both: served as asked
+    r = await api.post(WIDGETS, json={**w, "apiVersion": "example.com/v1",
+                                      "metadata": {"name": "w2"}})
+    assert r.status_code == 201, r.text
+    r = await api.patch("/apis/example.com/v1beta1/namespaces/ns1/widgets/w2",
+                        content=b'{"metadata":{"labels":{"x":"y"}}}',
+                        headers={"Content-Type": "application/merge-patch+json"},
+                        params={"fieldManager": "other"})
+    assert r.status_code == 200, r.text
+    for version in ("v1", "v1beta1"):
+        one = (await api.get(f"/apis/example.com/{version}/namespaces/ns1/widgets/w2")).json()
+        assert one["apiVersion"] == f"example.com/{version}"
+        assert {m["apiVersion"] for m in one["metadata"]["managedFields"]} == {
+            "example.com/v1", "example.com/v1beta1"}
     versions = [v["version"] for v in (await api.get("/apis/example.com")).json()["versions"]]
     assert versions == ["v1", "v1beta1"], "preferred version first"
 
