@@ -6,7 +6,8 @@ returns the actions to take now and when to look again, following
 kubelet's computePodActions: the sandbox (network namespace) first; init
 containers one at a time, in order; then every app container; restarts
 by ``restartPolicy`` after the CrashLoopBackOff delay; containers that
-failed a liveness or startup probe are killed; a pod being deleted has
+failed a liveness or startup probe are killed; a container whose image
+was changed in the spec is replaced whatever the policy; a pod being deleted has
 its containers stopped within its grace period, then is torn down and
 finalized (deleted with grace 0); old attempts beyond the previous one are
 removed. The pod worker applies the actions.
@@ -161,6 +162,15 @@ def plan(pod: JSON | None, state: PodState, now: float) -> Plan:
             actions.append(RemoveContainer(cur.id))
             actions.append(StartContainer(name=name, attempt=attempt, init=init,
                                           crashes=ident.crashes if ident else 0))
+            return False
+        changed = ident is not None and ident.image != c.get("image", ident.image)
+        if cur.status == "running" and changed:
+            actions.append(KillContainer(name=name, id=cur.id, grace=grace_seconds(pod),
+                                         reason=f"Container {name} definition changed, "
+                                                "will be restarted"))
+            return False
+        if cur.status == "stopped" and changed:  # restarted whatever the policy, at once
+            actions.append(StartContainer(name=name, attempt=attempt + 1, init=init))
             return False
         if cur.status == "running":
             why = state.unhealthy.get(cur.id)

@@ -126,7 +126,9 @@ def _container_status(pod: JSON, c: JSON, state: PodState, *, init: bool, initia
         if cur is not None and cur.status == "stopped":
             out["lastState"] = {"terminated": _terminated(cur, prefix)}
             return out
-    elif cur is None or cur.status == "created":
+    elif cur is None or cur.status == "created" or (
+            cur.status == "stopped" and ident is not None
+            and ident.image != c.get("image", ident.image)):  # being replaced
         reason = "PodInitializing" if not init and not initialized else "ContainerCreating"
         out["state"] = {"waiting": {"reason": reason}}
     elif cur.status == "running":

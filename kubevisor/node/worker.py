@@ -150,9 +150,11 @@ class PodWorker:
             else:
                 states.append(st)
         now = self.m.clock()
-        blocked = {}
-        for name, f in self._memo.failures.items():
-            blocked[name] = self._blocked(f, now)
+        images = _spec_images(self.pod)
+        for name, f in list(self._memo.failures.items()):
+            if f.image and images.get(name) != f.image:  # the spec moved on: retry now
+                del self._memo.failures[name]
+        blocked = {name: self._blocked(f, now) for name, f in self._memo.failures.items()}
         res = self.m.results
         return PodState(
             containers=observe(states, self.uid), network=self.m.networks.get(self.uid),
@@ -613,6 +615,12 @@ def go_duration(seconds: float) -> str:
         return secs
     hours, minutes = divmod(minutes, 60)
     return (f"{hours}h" if hours else "") + f"{minutes}m{secs}"
+
+
+def _spec_images(pod: JSON | None) -> dict[str, str]:
+    spec = (pod or {}).get("spec") or {}
+    return {c["name"]: str(c.get("image", ""))
+            for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]}
 
 
 def _file_volumes(pod: JSON) -> bool:

@@ -234,3 +234,14 @@ def test_status_normalization_and_pull_backoff() -> None:
     assert worker._blocked(third, T0 + 2).retry_at == T0 + 40
     huge = Failure("ErrImagePull", "m", since=T0, count=20, image="x")
     assert worker._blocked(huge, T0 + 2).retry_at == T0 + 300
+
+
+def test_image_change_replaces_container() -> None:
+    p = pod(policy="Never")
+    p["spec"]["containers"][0]["image"] = "busybox:2"
+    running = state(cs("app", 0, "running"))
+    assert plan(p, running, T0).actions == [KillContainer(
+        "app", container_id(UID, "app", 0), 30.0,
+        "Container app definition changed, will be restarted")]
+    stopped = state(cs("app", 0, "stopped", exit_code=137, finished=T0 + 1))
+    assert plan(p, stopped, T0 + 1).actions == [StartContainer("app", 1)]

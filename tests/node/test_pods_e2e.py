@@ -35,7 +35,9 @@ def busybox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from tests.support.registry import push, running_registry
 
     with running_registry(tmp_path_factory.mktemp("node-registry")) as reg:
-        yield push(images.build(images.busybox_recipe()), reg, name="node/busybox", tag="1")
+        built = images.build(images.busybox_recipe())
+        push(built, reg, name="node/busybox", tag="2")  # the same image, for image updates
+        yield push(built, reg, name="node/busybox", tag="1")
 
 
 @pytest.fixture
@@ -444,3 +446,20 @@ async def test_memory_limit_oom_killed(live: Live, api: Client, setup: HostSetup
                               timeout=60)
         term = _main(pod)["state"]["terminated"]
         assert term["reason"] == "OOMKilled" and term["exitCode"] == 137
+
+
+async def test_image_update_replaces_container(live: Live, api: Client, setup: HostSetup,
+                                               busybox: str) -> None:
+    newer = busybox.rsplit(":", 1)[0] + ":2"
+    async with agent(live.kubeconfig, setup):
+        await api.create(busybox_pod("upd", busybox, ["sleep", "3600"]))
+        before = await pod_where(api, "upd", lambda p: _cond(p, "Ready") == "True")
+        await api.patch("v1", "Pod", "upd", {"spec": {"containers": [
+            {"name": "main", "image": newer}]}}, namespace="default", type="strategic")
+        after = await pod_where(api, "upd", lambda p: _main(p).get("restartCount") == 1
+                                and _cond(p, "Ready") == "True", timeout=30)
+        assert _main(after)["image"] == newer
+        assert _main(after)["containerID"] != _main(before)["containerID"]
+        events = (await api.list("v1", "Event", namespace="default"))["items"]
+        assert any(e["reason"] == "Killing" and e["message"]
+                   == "Container main definition changed, will be restarted" for e in events)
