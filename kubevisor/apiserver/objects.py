@@ -131,7 +131,9 @@ def spec_changed(new: JSON, old: JSON) -> bool:
 def prepare_update(rt: ResourceType, new: JSON, old: JSON, *, status_only: bool = False) -> JSON:
     """The object to store for an update of ``old`` by ``new``: immutable
     metadata carried over, status kept (main resource) or only status taken
-    (status subresource), generation bumped on spec change."""
+    (status subresource). The generation is bumped by :func:`bump_generation`
+    once defaults are in (an update that only leaves out defaulted fields
+    changes nothing)."""
     if status_only:
         merged = dict(old)
         if "status" in new:
@@ -171,10 +173,14 @@ def prepare_update(rt: ResourceType, new: JSON, old: JSON, *, status_only: bool 
             else:
                 nmeta.pop(k, None)
         nmeta.pop("selfLink", None)
-        if strategy.tracks_generation(rt) and spec_changed(new, old):
-            nmeta["generation"] = int(ometa.get("generation") or 0) + 1
     new["metadata"].pop("resourceVersion", None)
     return new
+
+
+def bump_generation(rt: ResourceType, new: JSON, old: JSON) -> None:
+    """metadata.generation + 1 when the (defaulted) spec changed."""
+    if strategy.tracks_generation(rt) and spec_changed(new, old):
+        new["metadata"]["generation"] = int(old["metadata"].get("generation") or 0) + 1
 
 
 def same_object(new: JSON, old: JSON) -> bool:

@@ -207,6 +207,7 @@ async def write_update(
         ns_finalizers = _ns_finalizers(rt, new) if strategy.gk(rt) == strategy.NAMESPACE else None
         admission.default_and_validate(rt, new, old)
         if not status_only:
+            objects.bump_generation(rt, new, old)
             await services.before_update(ctx, rt, new, old, dry=dry)
         if ns_finalizers is not None:
             if ns_finalizers:

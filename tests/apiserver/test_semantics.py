@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from tests.api.examples import crd_example
 from tests.apiserver.conftest import make_ns
 
 CM = "/api/v1/namespaces/ns1/configmaps"
@@ -239,6 +240,30 @@ async def test_crd_schema_declaring_type_meta_keeps_metadata(api: httpx.AsyncCli
                        params={"fieldValidation": "Strict"})
     assert r.status_code == 400
     assert r.json()["message"] == 'strict decoding error: unknown field "metadata.bogus"'
+
+
+async def test_update_leaving_out_defaulted_fields_changes_nothing(api: httpx.AsyncClient) -> None:
+    """Defaults are filled in before the comparison, as kube-apiserver
+    decodes with defaulting: re-sending a manifest without the defaulted
+    field neither bumps the generation nor writes."""
+    await make_ns(api, "ns1")
+    crd = crd_example()
+    r = await api.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    assert r.status_code == 201, r.text
+    path = "/apis/stable.example.com/v1/namespaces/ns1/crontabs"
+    body = {"apiVersion": "stable.example.com/v1", "kind": "CronTab",
+            "metadata": {"name": "c"}, "spec": {"cronSpec": "* * * * */5"}}
+    created = (await api.post(path, json=body)).json()
+    assert created["spec"]["replicas"] == 1 and created["metadata"]["generation"] == 1
+    again = {**body, "metadata": {**body["metadata"],
+                                  "resourceVersion": created["metadata"]["resourceVersion"]}}
+    r = await api.put(f"{path}/c", json=again)
+    assert r.status_code == 200, r.text
+    assert r.json()["metadata"]["generation"] == 1
+    assert r.json()["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    changed = {**again, "spec": {"cronSpec": "* * * * */6"}}
+    r = await api.put(f"{path}/c", json=changed)
+    assert r.json()["metadata"]["generation"] == 2
 
 
 async def test_crd_versions_share_objects(api: httpx.AsyncClient) -> None:
