@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,17 +35,31 @@ class TestNet:
         return words[words.index("master") + 1] if "master" in words else ""
 
     def http_get_from_netns(self, ip: str, *, timeout: int = 20) -> str:
-        done = subprocess.run(
-            ["ip", "netns", "exec", self.netns, "busybox", "wget", "-q", "-T", "5", "-O", "-",
-             f"http://{ip}/"], capture_output=True, text=True, timeout=timeout + 10)
-        for _ in range(timeout // 2):
-            if done.returncode == 0:
-                break
-            done = subprocess.run(
-                ["ip", "netns", "exec", self.netns, "busybox", "wget", "-q", "-T", "2", "-O", "-",
-                 f"http://{ip}/"], capture_output=True, text=True, timeout=15)
+        """GET / from ``ip``, sent from inside the test namespace (Python
+        there; the host's static busybox wget crashes on name lookups)."""
+        done = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", _HTTP_GET,
+                               ip, str(timeout)], capture_output=True, text=True, timeout=timeout + 15)
         assert done.returncode == 0, done.stderr
         return done.stdout
+
+
+_HTTP_GET = """
+import socket, sys, time
+deadline = time.monotonic() + float(sys.argv[2])
+while True:
+    try:
+        with socket.create_connection((sys.argv[1], 80), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        print(data.decode(errors="replace"))
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.5)
+"""
 
 
 @contextmanager
