@@ -75,6 +75,23 @@ def up(
         list[str] | None,
         typer.Option("--san", help="Extra name or IP for the serving certificate (repeatable)."),
     ] = None,
+    max_pods: Annotated[
+        int | None, typer.Option("--max-pods", help="Pods this host's node takes (110).")
+    ] = None,
+    pod_cidr: Annotated[
+        str | None, typer.Option("--pod-cidr", help="This host's pod range (default: from node IPAM).")
+    ] = None,
+    node_network_prefix: Annotated[
+        str | None, typer.Option("--node-network-prefix", hidden=True,
+                                 help="Name prefix of the node's bridge, namespaces and nft tables.")
+    ] = None,
+    node_cgroup_parent: Annotated[
+        str | None, typer.Option("--node-cgroup-parent", hidden=True)
+    ] = None,
+    node_stream_port: Annotated[
+        int | None, typer.Option("--node-stream-port", hidden=True,
+                                 help="Port of the node's stream server (10250; 0 picks one).")
+    ] = None,
     cluster_cidr: Annotated[
         str, typer.Option("--cluster-cidr", help="Pod range; each Node gets a /24 of it.")
     ] = "10.88.0.0/16",
@@ -106,6 +123,11 @@ def up(
         extra_sans=tuple(san or ()),
         controllers=controllers,
         cluster_cidr=cluster_cidr,
+        max_pods=max_pods,
+        pod_cidr=pod_cidr,
+        network_prefix=node_network_prefix,
+        cgroup_parent=node_cgroup_parent,
+        stream_port=node_stream_port,
     )
     try:
         code = run_up(options)

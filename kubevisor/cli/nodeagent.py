@@ -27,7 +27,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--stream-key", default=None)
     parser.add_argument("--stream-token-file", default=None,
                         help="file holding the token the apiserver presents")
-    parser.add_argument("--stream-port", type=int, default=10250)
+    parser.add_argument("--stream-port", type=int, default=10250,
+                        help="port of the stream server (logs, exec, port-forward); 0 picks one")
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--max-pods", type=int, default=None, help="pods this node takes (110)")
     parser.add_argument("--network-prefix", default=None,
@@ -64,6 +65,12 @@ def node_kwargs(args: argparse.Namespace) -> dict[str, object]:
     for key in ("max_pods", "network_prefix", "cgroup_parent"):
         if getattr(args, key, None) is not None:
             kwargs[key] = getattr(args, key)
+    if args.stream_cert and args.stream_key and args.stream_token_file:
+        from kubevisor.node.streams import StreamServerConfig
+
+        kwargs["streams"] = StreamServerConfig(
+            cert_file=str(args.stream_cert), key_file=str(args.stream_key),
+            token=Path(args.stream_token_file).read_text().strip(), port=args.stream_port)
     return kwargs
 
 

@@ -61,6 +61,7 @@ class UpOptions:
     pod_cidr: str | None = None
     network_prefix: str | None = None
     cgroup_parent: str | None = None
+    stream_port: int | None = None  # the node agent's stream server (10250)
     #: Node IPAM gives each Node without spec.podCIDR a /24 of this range.
     cluster_cidr: str = "10.88.0.0/16"
     on_ready: Callable[[ServedURL], None] | None = field(default=None, compare=False)
@@ -216,7 +217,8 @@ async def node_agent_running(options: UpOptions, kubeconfig: Path,
             "--stream-token-file", str(pki_dir / "kubelet-client.token")]
     for flag, value in (("--max-pods", options.max_pods), ("--pod-cidr", options.pod_cidr),
                         ("--network-prefix", options.network_prefix),
-                        ("--cgroup-parent", options.cgroup_parent)):
+                        ("--cgroup-parent", options.cgroup_parent),
+                        ("--stream-port", options.stream_port)):
         if value is not None:
             args += [flag, str(value)]
     async with _child_process("node agent", "kubevisor.cli.nodeagent", args):
