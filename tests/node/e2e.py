@@ -101,7 +101,12 @@ async def agent(kubeconfig: Path, setup: HostSetup, *, node_name: str = "node-e2
         yield
     finally:
         stop.set()
-        await asyncio.wait_for(task, 30)
+        try:
+            await asyncio.wait_for(task, 30)
+        finally:
+            closer = getattr(drivers.images, "aclose", None)
+            if closer is not None:
+                await closer()
 
 
 async def wait_for(check: Callable[[], Awaitable[Any]], *, timeout: float = 60,
