@@ -63,6 +63,7 @@ from kubevisor.cli.benchapi import BenchError, Target, percentile
 
 JSON = dict[str, Any]
 PHASES = ("baseline", "latency", "burst", "density")
+NAMESPACES = ("bench-latency", "bench-burst", "bench-density")
 IMAGE = "busybox:1"
 NODE_NAME = "bench-pods-node"
 TARGETS = {"latency_p50_s": 0.5, "latency_p99_s": 1.5, "burst_all_running_s": 15.0}
@@ -83,6 +84,7 @@ class PodsBenchOptions:
     image_archive: Path | None = None  # default: busybox built here
     image: str = IMAGE
     timeout_s: float = 300.0  # per phase, to get all pods running (density: scaled)
+    stall_s: float = 120.0  # density gives up when no pod started for this long
     profile_dir: Path | None = None
 
 
@@ -363,24 +365,28 @@ async def create_pods(http: httpx.AsyncClient, watch: PodWatch, names: list[str]
     return errors
 
 
-async def delete_all(http: httpx.AsyncClient, cluster: Cluster, ns: str, timeout: float,
-                     conns: int = 16) -> JSON:
-    """Delete every pod of ``ns``, wait until they are gone from the API
-    and the host has no container of theirs left."""
+async def delete_all(http: httpx.AsyncClient, cluster: Cluster, namespaces: list[str],
+                     timeout: float, conns: int = 16) -> JSON:
+    """Delete every pod of ``namespaces``, wait until they are gone from the
+    API and the host has no container of this cluster left."""
     t0 = time.monotonic()
-    listing = (await http.get(f"/api/v1/namespaces/{ns}/pods")).json()
-    todo = iter([p["metadata"]["name"] for p in listing.get("items") or []])
+
+    async def pods(ns: str) -> list[str]:
+        resp = await http.get(f"/api/v1/namespaces/{ns}/pods")
+        return [p["metadata"]["name"] for p in resp.json().get("items") or []] \
+            if resp.status_code == 200 else []
+
+    todo = iter([(ns, name) for ns in namespaces for name in await pods(ns)])
 
     async def worker() -> None:
-        for name in todo:
+        for ns, name in todo:
             with contextlib.suppress(httpx.HTTPError):
                 await http.delete(f"/api/v1/namespaces/{ns}/pods/{name}")
 
     await asyncio.gather(*(worker() for _ in range(conns)))
     left, containers = -1, -1
     while time.monotonic() - t0 < timeout:
-        items = (await http.get(f"/api/v1/namespaces/{ns}/pods")).json().get("items") or []
-        left = len(items)
+        left = sum([len(await pods(ns)) for ns in namespaces])
         containers = len(cluster.tree().conmon)
         if left == 0 and containers == 0:
             break
@@ -553,6 +559,17 @@ async def phase_burst(cluster: Cluster, http: httpx.AsyncClient, options: PodsBe
     return out
 
 
+def _states(watch: PodWatch, names: list[str]) -> JSON:
+    """How many pods got how far (the last mark each reached)."""
+    out: JSON = {}
+    for n in names:
+        t = watch.pods.get(n, PodTimes())
+        last = next((k for k in ("ready", "running", "pod_ip", "first_status", "bound")
+                     if getattr(t, k) is not None), "created" if t.answered else "not created")
+        out[last] = out.get(last, 0) + 1
+    return out
+
+
 def _snapshot(cluster: Cluster) -> JSON:
     tree = cluster.tree()
     helpers = host.memory(tree.agent_helpers)
@@ -588,6 +605,7 @@ async def phase_density(cluster: Cluster, http: httpx.AsyncClient, options: Pods
         say(f"density: {n} created in {time.time() - t0:.1f}s; waiting for Running")
         deadline = time.monotonic() + timeout
         last_say = time.monotonic()
+        stalled = False
         while time.monotonic() < deadline:
             if await watch.wait_all(names, "running", 10.0):
                 break
@@ -595,6 +613,12 @@ async def phase_density(cluster: Cluster, http: httpx.AsyncClient, options: Pods
             if time.monotonic() - last_say >= 30:
                 say(f"density: {timeline[-1]}/{n} running")
                 last_say = time.monotonic()
+            window = int(options.stall_s // 10)
+            if len(timeline) > window and timeline[-1] == timeline[-1 - window]:
+                stalled = True
+                say(f"density: no pod started in {options.stall_s:g}s; giving up")
+                break
+        states = _states(watch, names)
         running = [t.running for x in names if (t := watch.pods[x]).running is not None]
         all_running = len(running) == n
         say(f"density: {len(running)}/{n} running; settling 5s before measuring")
@@ -610,7 +634,8 @@ async def phase_density(cluster: Cluster, http: httpx.AsyncClient, options: Pods
     out: JSON = {
         "pods": n, "create_errors": errors, "running": len(running),
         "all_running_s": _r(max(running) - t0, 2) if all_running else None,
-        "running_every_10s": timeline,
+        "running_every_10s": timeline, "stalled": stalled,
+        "pods_by_stage": states,
         "agent_cpu_s": _r((after["agent"]["cpu_s"] or 0) - (before["agent"]["cpu_s"] or 0), 2),
         "agent_cpu_s_per_pod": _r(((after["agent"]["cpu_s"] or 0)
                                    - (before["agent"]["cpu_s"] or 0)) / pods, 4),
@@ -638,7 +663,7 @@ async def phase_density(cluster: Cluster, http: httpx.AsyncClient, options: Pods
 async def _cleanup_phase(http: httpx.AsyncClient, cluster: Cluster, ns: str, say: Progress,
                          phase: str, timeout: float = 120.0) -> JSON:
     say(f"{phase}: deleting pods")
-    result = await delete_all(http, cluster, ns, timeout)
+    result = await delete_all(http, cluster, [ns], timeout)
     say(f"{phase}: deleted in {result['seconds']}s ({result['pods_left']} pods, "
         f"{result['conmon_left']} containers left)")
     return result
@@ -797,9 +822,8 @@ async def teardown(cluster: Cluster) -> JSON:
         tree = cluster.tree()
         if tree.conmon and cluster.target is not None:
             async with _http(cluster.target) as http:
-                for ns in ("bench-latency", "bench-burst", "bench-density"):
-                    with contextlib.suppress(httpx.HTTPError, BenchError):
-                        await delete_all(http, cluster, ns, 60)
+                with contextlib.suppress(httpx.HTTPError, BenchError, ValueError):
+                    out["pods_deleted"] = await delete_all(http, cluster, list(NAMESPACES), 120)
     await cluster.stop()
     data_dir = cluster.data_dir
     with contextlib.suppress(Exception):
