@@ -16,7 +16,8 @@ Modules, one noun each:
   register, status on change or every 5 min, Lease every 10 s).
 - Pods: ``pods`` (informer on ``spec.nodeName``, one worker per pod uid,
   the 1 s container relist, re-adoption and orphans), ``worker`` (observe,
-  plan, apply, status), ``plan`` (pure ``plan(pod, state, now)``),
+  plan, apply, status), ``starting`` (one container: sources, volumes,
+  image, env, spec, run, postStart), ``plan`` (pure ``plan(pod, state, now)``),
   ``podstatus`` (pure status as kubelet reports it), ``podstate``,
   ``containers`` (ids and labels), ``backoff`` (CrashLoopBackOff kept on
   the containers' labels), ``env`` (env, command, user, resources),

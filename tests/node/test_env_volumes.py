@@ -162,7 +162,7 @@ def test_run_as_non_root() -> None:
 
 
 def test_go_duration() -> None:
-    from kubevisor.node.worker import go_duration
+    from kubevisor.node.starting import go_duration
     assert go_duration(0.5126) == "512ms"
     assert go_duration(1.2345) == "1.234s"
     assert go_duration(2.0) == "2s"
