@@ -10,13 +10,18 @@ register handlers that enqueue keys and read the cache in their
 reconcilers; :class:`~kubevisor.client.informers.SharedInformers` gives
 every controller of a process the same informer for the same watch.
 Objects in the cache are shared: never mutate them; copy first
-(``copy.deepcopy``) or build new ones.
+(``copy.deepcopy``) or build new ones. With ``KUBEVISOR_CACHE_MUTATION_DETECTOR=1``
+in the environment (kube's KUBE_CACHE_MUTATION_DETECTOR) every informer keeps
+a private copy of each cached object and logs an error, and records it in
+:data:`MUTATIONS`, when one was changed in place (slow: for tests).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +32,10 @@ JSON = dict[str, Any]
 Handler = Callable[[str, JSON, JSON | None], None]
 
 log = logging.getLogger(__name__)
+
+MUTATION_DETECTOR_ENV = "KUBEVISOR_CACHE_MUTATION_DETECTOR"
+#: What the mutation detector found: "Informer(v1, Pod) ns/name", one per finding.
+MUTATIONS: list[str] = []
 
 
 def metadata_only(obj: JSON) -> JSON:
@@ -52,6 +61,8 @@ class Informer:
         self._retry = retry_delays
         self._store: dict[tuple[str, str], JSON] = {}
         self._handlers: tuple[Handler, ...] = ()
+        self._pristine: dict[tuple[str, str], JSON] | None = (
+            {} if os.environ.get(MUTATION_DETECTOR_ENV) == "1" else None)
         #: Set once the first full list has been delivered (and stays set).
         self.synced = asyncio.Event()
 
@@ -97,16 +108,43 @@ class Informer:
         if self._transform is not None:
             obj = self._transform(obj)
         key = object_key(obj)
+        if self._pristine is not None:
+            self._check(key)
         if etype == "DELETED":
             self._emit("DELETED", obj, self._store.pop(key, None))
         else:
             old = self._store.get(key)
             self._store[key] = obj
+            if self._pristine is not None:
+                self._pristine[key] = copy.deepcopy(obj)
             self._emit("MODIFIED" if old is not None else "ADDED", obj, old)
         return key
 
+    def _check(self, key: tuple[str, str]) -> None:
+        assert self._pristine is not None
+        kept, cached = self._pristine.pop(key, None), self._store.get(key)
+        if kept is not None and cached is not None and kept != cached:
+            finding = f"{self!r} {key[0]}/{key[1]}"
+            MUTATIONS.append(finding)
+            log.error("cache mutation detected: %s was changed in place: was %r, is %r",
+                      finding, kept, cached)
+
+    def check_mutations(self) -> None:
+        """With the mutation detector on, look at every cached object now."""
+        if self._pristine is not None:
+            for key in list(self._pristine):
+                self._check(key)
+                if key in self._store:
+                    self._pristine[key] = copy.deepcopy(self._store[key])
+
     async def run(self) -> None:
         """List and watch forever; errors back off and restart from a fresh list."""
+        try:
+            await self._run()
+        finally:
+            self.check_mutations()
+
+    async def _run(self) -> None:
         failures = 0
         while True:
             seen: set[tuple[str, str]] | None = set()
@@ -120,6 +158,8 @@ class Informer:
                         if annotations.get(INITIAL_EVENTS_END) == "true":
                             if seen is not None:
                                 for key in [k for k in self._store if k not in seen]:
+                                    if self._pristine is not None:
+                                        self._check(key)
                                     self._emit("DELETED", self._store[key], self._store[key])
                                     del self._store[key]
                                 seen = None

@@ -70,6 +70,10 @@ class SharedInformers:
                 self._start_one(key, informer)
         return informer
 
+    def created(self) -> list[Informer]:
+        """Every informer created (and not released), for logs and tests."""
+        return list(self._informers.values())
+
     def release(self, informer: Informer) -> None:
         """One user is done with ``informer``; the last one stops it (its
         handlers should be removed first)."""
