@@ -45,18 +45,6 @@ class Drivers:
     dns_address: str | None = None
 
 
-def quiet_netlink_children() -> None:
-    """Let pyroute2's forked helper children die of the SIGTERM it sends
-    them instead of running the parent's signal handlers: a forked child
-    shares asyncio's (and uvloop's) signal wakeup socket, so its SIGTERM
-    would otherwise reach the agent's event loop and stop the agent.
-    Process-wide; called before any driver opens a pod namespace."""
-    with contextlib.suppress(ImportError):
-        import pyroute2.config
-
-        pyroute2.config.disable_mp_signal = True
-
-
 def network_config(data_dir: Path, *, pod_cidr: str, network_prefix: str | None = None,
                    **options: Any) -> Any:
     """The pod network's config under ``<data-dir>/network``; ``network_prefix``
@@ -80,7 +68,6 @@ async def build_drivers(data_dir: Path, *, pod_cidr: str, network_prefix: str | 
     from kubevisor.runtime.images import LocalImageStore
     from kubevisor.runtime.network import start_network
 
-    quiet_netlink_children()
     runtime = await oci.open_runtime(str(data_dir / "containers"), cgroup_parent=cgroup_parent)
     images = LocalImageStore(data_dir / "images")
     cfg = network_config(data_dir, pod_cidr=pod_cidr, network_prefix=network_prefix,
@@ -106,7 +93,6 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
     port-forward (kubelet's port) and publish the port in the Node's
     ``daemonEndpoints``.
     """
-    quiet_netlink_children()
     data_dir = data_dir.resolve()
     conn = load_kubeconfig(kubeconfig)
     name = (node_name or socket.gethostname()).lower()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from . import pods, sysctl
 from .config import NetworkCapabilities, NetworkConfig, RulesBackend
+from .netlink import quiet_forked_helpers
 from .pods import BridgePodNetwork
 from .proxy import NftServiceProxy
 from .writer import detect, writer_for
@@ -42,6 +43,7 @@ async def start_network(config: NetworkConfig, *,
     up, clear leftovers of a crash, create the load-balancer link;
     NetworkError when the host can't carry pod networking (no nftables nor
     iptables, no permission)."""
+    quiet_forked_helpers()
     rule_writer = writer_for(rules_backend) if rules_backend else await detect(config)
     pod_network = BridgePodNetwork(config, writer=rule_writer)
     await pod_network.start()
@@ -60,6 +62,7 @@ async def remove_network(config: NetworkConfig, *,
                          rules_backend: RulesBackend = "nftables") -> None:
     """Remove every pod's namespace and veth, the bridge, the rules and the
     load-balancer link of ``config`` (uninstall and tests); idempotent."""
+    quiet_forked_helpers()
     rule_writer = writer_for(rules_backend)
     await NftServiceProxy(config, writer=rule_writer).remove()
     await pods.remove_all(config, rule_writer)

@@ -12,10 +12,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pyroute2.config
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from kubevisor.runtime.errors import NetworkError
+
+
+def quiet_forked_helpers() -> None:
+    """Let pyroute2's forked namespace helpers die of the SIGTERM it sends
+    them instead of running the parent's signal handlers: a forked child
+    shares asyncio's (and uvloop's) signal wakeup socket, so its SIGTERM
+    would otherwise reach the parent's event loop as if the process itself
+    had been asked to stop. Process-wide and idempotent; :func:`start_network`
+    and :func:`remove_network` call it before any namespace is opened."""
+    pyroute2.config.disable_mp_signal = True
 
 
 @contextmanager
