@@ -14,6 +14,7 @@ input, so a second call costs a few stat()s.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -48,6 +49,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def build_test_guest(cache_dir: str | os.PathLike[str]) -> GuestImage:
     """Build (or find in ``cache_dir``) the test guest's kernel and initramfs."""
     cache = Path(cache_dir).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # test workers build it once, not side by side
+        return _build(cache)
+
+
+def _build(cache: Path) -> GuestImage:
     kernel = fetch_kernel(cache)
     digest = hashlib.sha256(kernel.version.encode())
     digest.update(",".join(MODULES).encode())

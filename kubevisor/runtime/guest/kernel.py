@@ -1,6 +1,7 @@
 """Debian's kernel for the test guest, taken from the ``linux-image-amd64``
 package without installing it on the host: ``apt-get download`` into the
-cache, ``dpkg-deb -x`` into a versioned directory. Kernel modules are
+cache, the parts needed unpacked (``dpkg-deb --fsys-tarfile``) into a
+versioned directory. Kernel modules are
 found by name and their dependencies read from each module's
 ``.modinfo`` section (the .deb ships no ``modules.dep``).
 
@@ -10,9 +11,11 @@ package) raise :class:`~kubevisor.runtime.qemu.errors.GuestImageError`.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +80,54 @@ def fetch_kernel(cache_dir: Path) -> KernelTree:
     root = cache_dir / f"kernel-{version}"
     if not (root / "boot" / f"vmlinuz-{version}").exists():
         deb = _download(f"linux-image-{version}", debs)
-        partial = cache_dir / f".kernel-{version}.partial"
+        partial = cache_dir / f".kernel-{version}.{os.getpid()}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        _run(["dpkg-deb", "-x", str(deb), str(partial)])
+        _extract(deb, partial)
         shutil.rmtree(root, ignore_errors=True)
         partial.rename(root)
     return KernelTree(version=version, root=root)
+
+
+#: The parts of the kernel tree the test guest's modules come from (the
+#: whole package unpacks to ~400 MB; these to a few tens).
+KEEP = ("boot/", "drivers/virtio/", "drivers/block/", "drivers/net/", "drivers/char/",
+        "drivers/cdrom/", "drivers/acpi/", "drivers/input/", "fs/isofs/", "fs/fat/", "fs/nls/",
+        "net/core/", "lib/")
+
+
+def _wanted(name: str) -> bool:
+    name = name.removeprefix("./")
+    if name.startswith("boot/"):
+        return True
+    if not name.startswith("lib/modules/"):
+        return False
+    rest = name.split("/", 3)[3] if name.count("/") >= 3 else ""
+    if not rest.startswith("kernel/"):
+        return rest.startswith("modules.builtin") or rest == ""
+    rest = rest.removeprefix("kernel/")
+    if rest.startswith(("drivers/net/wireless/", "drivers/net/ethernet/")):
+        return False
+    return rest == "" or any(rest.startswith(keep) or keep.startswith(rest + "/") for keep in KEEP)
+
+
+def _extract(deb: Path, dest: Path) -> None:
+    """Unpack the parts of the kernel package the guest needs into ``dest``."""
+    try:
+        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    except OSError as exc:
+        raise GuestImageError(f"dpkg-deb: {exc}") from exc
+    assert proc.stdout is not None
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                if _wanted(member.name) and (member.isfile() or member.isdir()):
+                    tar.extract(member, dest, filter="data")
+    except tarfile.TarError as exc:
+        raise GuestImageError(f"unpacking {deb.name}: {exc}") from exc
+    finally:
+        proc.stdout.close()
+        if proc.wait() != 0:
+            raise GuestImageError(f"dpkg-deb --fsys-tarfile {deb.name} exited {proc.returncode}")
 
 
 def _modinfo(path: Path, key: str) -> str:

@@ -133,7 +133,8 @@ async def probe(*, qemu: str = QEMU, timeout: float = 10.0, cache_path: str | No
                 force: Accel | None = None, kernel: str | None = None) -> VMCapabilities:
     """This host's capabilities; ``force`` skips the probe (tests, config).
     ``kernel`` (default: the host's own, if readable) is booted as the
-    second tiny guest; without one only the boot sector is tried."""
+    second tiny guest; without one only the boot sector is tried.
+    ``timeout`` applies to each tiny guest."""
     version = await qemu_version(qemu)
     uefi = os.path.exists(OVMF_CODE) and os.path.exists(OVMF_VARS)
     if force is not None:

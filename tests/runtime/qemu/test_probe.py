@@ -42,7 +42,8 @@ async def test_probe_answers_within_its_timeout_with_a_reason(tmp_path: Path) ->
     started = time.monotonic()
     kernel = guest_image().kernel
     caps = await probe(timeout=6, cache_path=str(cache), kernel=kernel)
-    assert time.monotonic() - started < 6 + 5
+    # each of the two tiny guests has the timeout; a loaded host adds QEMU start-up
+    assert time.monotonic() - started < 2 * 6 + 10
     assert caps.reason
     assert caps.qemu_version
     if caps.accel == "tcg" and os.path.exists("/dev/kvm"):
@@ -55,7 +56,7 @@ async def test_probe_answers_within_its_timeout_with_a_reason(tmp_path: Path) ->
     # the second call is answered from the cache, without booting anything
     started = time.monotonic()
     again = await probe(timeout=6, cache_path=str(cache), kernel=kernel)
-    assert again == caps and time.monotonic() - started < 1.0
+    assert again == caps and time.monotonic() - started < 3.0  # qemu --version only
 
 
 async def test_a_cache_of_another_boot_is_ignored_and_force_skips_the_probe(tmp_path: Path) -> None:

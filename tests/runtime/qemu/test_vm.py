@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kubevisor.runtime.guest import build_test_disk
-from kubevisor.runtime.qemu import Disk, NetworkInterface, QemuDriver, VMSpec
+from kubevisor.runtime.qemu import Disk, NetworkInterface, QemuDriver, VMSpec, qmp
 from kubevisor.runtime.qemu import disks as disk_files
 from kubevisor.runtime.qemu.errors import VMError, VMStateError
 from tests.runtime.qemu.conftest import needs_qemu, qemu_processes
@@ -138,8 +138,16 @@ async def test_suspend_resume_and_readoption(driver: QemuDriver, tmp_path: Path)
     paused = await again.pause("susp")
     assert paused.status == "paused"
     assert (await again.unpause("susp")).status == "running"
+    async with qmp.session(resumed.qmp_socket) as session:
+        assert [cpu["cpu-index"] for cpu in await session.cpus()] == [0]
     await again.suspend("susp")
     assert (await again.resume("susp")).status == "running"
+    # reboot (hard) restarts QEMU from the definition: a fresh boot
+    log_size = Path(resumed.console_log).stat().st_size
+    rebooted = await again.reboot("susp", mode="hard")
+    assert rebooted.status == "running" and rebooted.pid != resumed.pid
+    await wait_ready(rebooted.console_log, after=log_size)
+    assert await console_run(rebooted.console_socket, "cat /root/state") == "before\n"  # runcmd ran again
     off = await again.power_off("susp", mode="trysoft", timeout=30)
     assert off.status == "shutdown"
     with pytest.raises(VMStateError):
