@@ -31,6 +31,7 @@ from kubevisor.runtime.qemu.store import read_json, spec_from_json, spec_to_json
 from kubevisor.runtime.qemu.types import PowerOpMode, VMCapabilities, VMSpec, VMState
 
 _QMP_TIMEOUT = 5.0
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path, less the terminating NUL
 
 
 class QemuDriver:
@@ -163,6 +164,9 @@ class QemuDriver:
         paths = self._paths(spec.id)
         for nic in spec.interfaces:
             assert len(nic.tap) <= 15, f"tap name {nic.tap!r} is longer than 15 characters"
+        if len(os.fsencode(paths.console)) > _SUN_PATH_MAX or len(os.fsencode(paths.qmp)) > _SUN_PATH_MAX:
+            raise VMError(f"state directory {paths.dir} is too long for unix sockets "
+                          f"(at most {_SUN_PATH_MAX} bytes per socket path)")
         fresh = not paths.dir.exists()
         try:
             paths.dir.mkdir(parents=True, exist_ok=True)

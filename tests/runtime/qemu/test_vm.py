@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kubevisor.runtime.guest import build_test_disk
-from kubevisor.runtime.qemu import Disk, NetworkInterface, QemuDriver, VMSpec, qmp
+from kubevisor.runtime.qemu import Disk, NetworkInterface, QemuDriver, VMCapabilities, VMSpec, qmp
 from kubevisor.runtime.qemu import disks as disk_files
 from kubevisor.runtime.qemu.errors import VMError, VMStateError
 from tests.runtime.qemu.conftest import needs_qemu, qemu_processes
@@ -166,6 +166,14 @@ async def test_a_failed_start_leaves_nothing_running(driver: QemuDriver, tmp_pat
     leftovers = sorted(p.name for p in (driver.root / "broken").iterdir())
     assert leftovers in (["spec.json"], ["console.log", "spec.json"])  # no pid file, no sockets
     assert qemu_processes(str(driver.root / "broken")) == []
+
+
+async def test_a_state_dir_too_long_for_sockets_is_refused(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60)
+    driver = QemuDriver(deep, capabilities=VMCapabilities(accel="tcg", reason="test", qemu_version="", uefi=False))
+    with pytest.raises(VMError, match="too long for unix sockets"):
+        await driver.create(guest_spec("x" * 30))
+    assert list(deep.iterdir()) == []
 
 
 async def test_uefi_firmware_boots_the_guest(driver: QemuDriver) -> None:
