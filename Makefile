@@ -18,7 +18,7 @@ DEB_PACKAGES := etcd-server etcd-client openssl ca-certificates \
 	iproute2 nftables iptables busybox-static
 PYTEST_ARGS ?=
 
-.PHONY: run test deps venv lint clean bench
+.PHONY: run test deps venv lint clean bench demo-images
 
 run: deps
 	$(BIN)/kubevisor up
@@ -43,6 +43,10 @@ $(STAMP): pyproject.toml
 lint: deps
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check kubevisor tests bench
+
+# The tour's images (busybox:1, httpd:1), built offline and loaded into ./.kubevisor.
+demo-images: deps
+	$(BIN)/python scripts/demo-images.py .kubevisor
 
 bench: deps
 	$(BIN)/kubevisor bench api
