@@ -260,9 +260,11 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     try:
         sock.bind(address)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise OSError(exc.errno, f"stream server cannot listen on {host or '*'}:{port}: "
+                      f"{exc.strerror} (another node agent on this host? its --stream-port "
+                      "takes 0 to pick a free port)") from exc
     sock.setblocking(False)
     return sock
 
