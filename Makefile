@@ -13,9 +13,12 @@ DEB_STAMP := .cache/debian-packages.stamp
 #   umoci skopeo docker-registry  building, copying and serving test images
 #   iproute2 nftables iptables  pod networking and the service proxy
 #   busybox-static              the test images' userland
+#   qemu-system-x86 qemu-utils ovmf  virtual machines (BIOS and UEFI), qemu-img
+#   genisoimage mtools dosfstools    NoCloud seeds (ISO or vfat)
 DEB_PACKAGES := etcd-server etcd-client openssl ca-certificates \
 	runc crun conmon umoci skopeo docker-registry \
-	iproute2 nftables iptables busybox-static
+	iproute2 nftables iptables busybox-static \
+	qemu-system-x86 qemu-utils ovmf genisoimage mtools dosfstools
 PYTEST_ARGS ?=
 
 .PHONY: run test deps venv lint clean bench demo-images
