@@ -65,7 +65,8 @@ def kubevisor_command() -> list[str]:
 
 @dataclass
 class KubevisorServer:
-    """One ``kubevisor up --no-node`` process and its data dir.
+    """One ``kubevisor up --no-node`` process (with ``node``, its node agent
+    too) and its data dir.
 
     ``start()`` may be called again after ``stop()`` or ``kill()``: the
     server comes back on the same data dir and port.
@@ -75,6 +76,10 @@ class KubevisorServer:
     store: str = "sqlite"
     port: int = field(default_factory=free_port)
     extra_args: Sequence[str] = ()
+    #: Run the node agent too (no ``--no-node``; tests/support/nodeserver.py).
+    node: bool = False
+    #: Extra environment of the server process (and so of its children).
+    env: Mapping[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _credentials: tuple[str, str, bytes] | None = field(default=None, repr=False)
@@ -161,7 +166,7 @@ class KubevisorServer:
         command = [
             *kubevisor_command(),
             "up",
-            "--no-node",
+            *(() if self.node else ("--no-node",)),
             "--data-dir",
             str(self.data_dir),
             "--listen",
@@ -180,6 +185,7 @@ class KubevisorServer:
             stdin=subprocess.DEVNULL,
             cwd=self.data_dir.parent,
             start_new_session=True,
+            env=None if self.env is None else {**os.environ, **self.env},
         )
         log.close()
         self.starts += 1
