@@ -60,6 +60,9 @@ RENEW_BEFORE = dt.timedelta(days=30)
 KUBECONFIG = "kubelet.kubeconfig"
 CLIENT_CERT, CLIENT_KEY = "node-client.crt", "node-client.key"
 SERVING_CERT, SERVING_KEY = "node-serving.crt", "node-serving.key"
+STREAM_TOKEN = "kubelet-client.token"
+#: Where ``kubevisor up`` publishes the token the apiserver presents to node agents.
+STREAM_TOKEN_SECRET = ("kube-system", "kubevisor-kubelet-client")
 
 
 class JoinError(RuntimeError):
@@ -78,6 +81,7 @@ class JoinOptions:
     pod_cidr_wait: float = 30.0
     network_prefix: str | None = None  # host network names (tests, two agents on one host)
     cgroup_parent: str | None = None
+    stream_port: int | None = None  # the agent's stream server (10250; 0 picks one)
 
     @property
     def pki_dir(self) -> Path:
@@ -251,17 +255,41 @@ def agent_argv(options: JoinOptions, *, pod_cidr: str | None) -> list[str]:
             "--kubeconfig", str(options.kubeconfig.resolve()),
             "--data-dir", str(options.data_dir.resolve()), "--node-name", options.node_name,
             "--stream-cert", str(pki / SERVING_CERT), "--stream-key", str(pki / SERVING_KEY)]
+    if (pki / STREAM_TOKEN).exists():
+        argv += ["--stream-token-file", str(pki / STREAM_TOKEN)]
     for flag, value in (("--node-ip", options.node_ip), ("--pod-cidr", pod_cidr),
                         ("--network-prefix", options.network_prefix),
-                        ("--cgroup-parent", options.cgroup_parent)):
-        if value:
-            argv += [flag, value]
+                        ("--cgroup-parent", options.cgroup_parent),
+                        ("--stream-port", options.stream_port)):
+        if value is not None and value != "":
+            argv += [flag, str(value)]
     return argv
+
+
+async def fetch_stream_token(options: JoinOptions) -> bool:
+    """Write the token the apiserver presents to node agents (published by
+    ``kubevisor up`` in a kube-system Secret) to ``pki/kubelet-client.token``,
+    so the agent's stream server serves kubectl logs/exec/port-forward;
+    False (and a warning) when the server publishes none."""
+    namespace, name = STREAM_TOKEN_SECRET
+    async with Client.from_kubeconfig(options.kubeconfig) as client:
+        try:
+            secret = await client.get("v1", "Secret", name, namespace=namespace)
+        except NotFoundError:
+            log.warning("the server publishes no %s/%s Secret: kubectl logs/exec/port-forward "
+                        "will not reach pods on this node", namespace, name)
+            return False
+    token = base64.b64decode((secret.get("data") or {}).get("token") or "").decode().strip()
+    if not token:
+        return False
+    _write(options.pki_dir / STREAM_TOKEN, token.encode() + b"\n", mode=0o600)
+    return True
 
 
 async def prepare(options: JoinOptions) -> list[str]:
     """Steps 1-4; the node agent's command line."""
     kubeconfig = await tls_bootstrap(options)
+    await fetch_stream_token(options)
     pod_cidr = await wait_for_pod_cidr(kubeconfig, options.node_name,
                                        timeout=options.pod_cidr_wait)
     if pod_cidr is None:
@@ -288,6 +316,8 @@ def join_command(
         "--network-prefix", hidden=True, help="Prefix of the host network names (tests).")] = None,
     cgroup_parent: Annotated[str | None, typer.Option(
         "--cgroup-parent", hidden=True, help="Cgroup of the pods (tests).")] = None,
+    stream_port: Annotated[int | None, typer.Option(
+        "--stream-port", hidden=True, help="Port of the agent's stream server (10250; 0 picks one).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each certificate.")] = 120.0,
 ) -> None:
     """Join this host to a cluster and run its node agent in the foreground."""
@@ -304,7 +334,7 @@ def join_command(
     options = JoinOptions(server=server.rstrip("/"), token=token.strip(), data_dir=data_dir,
                           node_name=name, ca_cert_hashes=tuple(ca_cert_hash or ()),
                           node_ip=node_ip, timeout=timeout, network_prefix=network_prefix,
-                          cgroup_parent=cgroup_parent)
+                          cgroup_parent=cgroup_parent, stream_port=stream_port)
     async def until_prepared(stop: asyncio.Event) -> list[str] | None:
         task = asyncio.create_task(prepare(options))
         stopper = asyncio.create_task(stop.wait())

@@ -19,6 +19,7 @@ that order, and exits 0. Containers outlive the agent.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import importlib.util
 import logging
@@ -117,6 +118,10 @@ async def _up(options: UpOptions, stop: asyncio.Event) -> int:
             except httpx.HTTPError as exc:
                 log.warning("could not create the system namespaces: %s", exc)
             try:
+                await publish_kubelet_client_token(url, agent_token)
+            except httpx.HTTPError as exc:
+                log.warning("could not publish the node agents' stream token: %s", exc)
+            try:
                 await publish_for(url, listen_host=options.host)
             except (httpx.HTTPError, DiscoveryError) as exc:
                 log.warning("could not publish cluster-info: %s", exc)
@@ -152,6 +157,28 @@ async def ensure_system_namespaces(url: ServedURL) -> None:
             if response.status_code not in (201, 409):
                 log.warning("could not create namespace %s: %s %s", name,
                             response.status_code, response.text[:200])
+
+
+#: The Secret carrying the token the apiserver presents to node agents'
+#: stream servers; ``kubevisor join`` reads it with the node's credentials.
+KUBELET_CLIENT_SECRET = ("kube-system", "kubevisor-kubelet-client")
+
+
+async def publish_kubelet_client_token(url: ServedURL, token: str) -> None:
+    """Create (or correct) the Secret holding the apiserver's token for node
+    agents, so joined nodes' stream servers accept the apiserver."""
+    namespace, name = KUBELET_CLIENT_SECRET
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": name, "namespace": namespace},
+              "data": {"token": base64.b64encode(token.encode()).decode()}}
+    context = ssl.create_default_context(cadata=url.credentials.ca_pem.decode())
+    async with httpx.AsyncClient(base_url=str(url), verify=context, headers=url.headers,
+                                 timeout=30) as http:
+        path = f"/api/v1/namespaces/{namespace}/secrets"
+        response = await http.post(path, json=secret)
+        if response.status_code == 409:
+            response = await http.put(f"{path}/{name}", json=secret)
+        response.raise_for_status()
 
 
 @contextlib.asynccontextmanager

@@ -92,7 +92,7 @@ async def joined(server: KubevisorServer, setup: HostSetup, node_name: str,
         [*kubevisor_command(), *join_args[1:], "--data-dir", str(setup.data_dir),
          "--node-name", node_name, "--node-ip", "127.0.0.1",
          "--network-prefix", setup.prefix, "--cgroup-parent", f"/{setup.prefix}",
-         "--timeout", "30"],
+         "--stream-port", "0", "--timeout", "30"],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         async with Client.from_kubeconfig(server.kubeconfig) as admin:

@@ -23,3 +23,8 @@ async def test_join_against_plain_up(tmp_path: Path) -> None:
                         extra_args=["--cluster-cidr", setup.pod_cidr]) as server:
         async with joined(server, setup, unique("joined"), tmp_path / "join.log") as result:
             assert result.node["spec"]["podCIDR"] == setup.pod_cidr
+            # the apiserver's token for node agents came with the join: streams serve
+            token = (setup.data_dir / "pki" / "kubelet-client.token").read_text().strip()
+            assert token == (server.data_dir / "pki" / "kubelet-client.token").read_text().strip()
+            endpoint = result.node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            assert endpoint not in (0, 10250)
