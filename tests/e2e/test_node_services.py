@@ -1,0 +1,123 @@
+"""Acceptance of issue 3, Services from outside the pods: a NodePort Service
+answers on 127.0.0.1:nodePort, and a LoadBalancer Service gets an address
+from the pool given to ``kubevisor up`` (``KUBEVISOR_LOADBALANCER_POOL``, a
+free /29 of this test) that a TCP request from the host reaches a pod on.
+One server with its node (tests/support/nodeserver.py) for the module.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.nodeserver import (
+    NodeImages,
+    NodeServer,
+    free_lb_pool,
+    is_ready,
+    node_images,  # noqa: F401  (session fixture)
+    pods,
+    running_node_server,
+    served_by,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0, reason="runs containers: needs root")]
+NS = "svc"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeServer]:
+    with running_node_server(tmp_path_factory.mktemp("node-services"),
+                             lb_pool=free_lb_pool()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def web(cluster: NodeServer, node_images: NodeImages) -> list[str]:  # noqa: F811
+    """The names of the two Ready pods of Deployment web."""
+    cluster.create_namespace(NS)
+    cluster.kubectl("create", "deployment", "web", f"--image={node_images.httpd_v1}",
+                    "--replicas=2", "-n", NS)
+    cluster.kubectl("rollout", "status", "deployment/web", "-n", NS, "--timeout=120s",
+                    timeout=130)
+    return wait_until(lambda: len(names := [p["metadata"]["name"] for p in pods(cluster, NS, "app=web")
+                                            if is_ready(p)]) == 2 and sorted(names),
+                      timeout=60, what="2 Ready pods")
+
+
+def endpoints_ready(cluster: NodeServer, name: str, count: int) -> bool:
+    ep = cluster.kubectl_json("get", "endpoints", name, "-n", NS)
+    return sum(len(s.get("addresses") or []) for s in ep.get("subsets") or []) == count
+
+
+def get_pages(url: str, count: int) -> list[str]:
+    """``count`` GETs of ``url`` from the host, each on a new connection."""
+    pages = []
+    for _ in range(count):
+        with httpx.Client(timeout=5) as http:
+            response = http.get(url)
+        assert response.status_code == 200, response.text
+        pages.append(response.text)
+    return pages
+
+
+def test_nodeport_answers_on_loopback(cluster: NodeServer, web: list[str]) -> None:
+    cluster.kubectl("expose", "deployment", "web", "--name", "web-np", "--type", "NodePort",
+                    "--port", "80", "-n", NS)
+    svc = cluster.kubectl_json("get", "service", "web-np", "-n", NS)
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    assert 30000 <= node_port <= 32767
+    wait_until(lambda: endpoints_ready(cluster, "web-np", 2), timeout=30, what="2 endpoints")
+    url = f"http://127.0.0.1:{node_port}/"
+    first = wait_until(lambda: _try_get(url), timeout=15, what=f"{url} to answer")
+    pages = [first, *get_pages(url, 30)]
+    assert {served_by(page)[0] for page in pages} == set(web)
+
+
+def test_loadbalancer_gets_a_pool_address_that_reaches_a_pod(cluster: NodeServer,
+                                                             web: list[str]) -> None:
+    pool = ipaddress.ip_network(cluster.lb_pool or "")
+    cluster.kubectl("expose", "deployment", "web", "--name", "web-lb", "--type", "LoadBalancer",
+                    "--port", "8080", "--target-port", "80", "-n", NS)
+
+    def ingress_ip() -> str | None:
+        svc = cluster.kubectl_json("get", "service", "web-lb", "-n", NS)
+        ingress = (svc.get("status", {}).get("loadBalancer") or {}).get("ingress") or []
+        return ingress[0].get("ip") if ingress else None
+
+    ip = wait_until(ingress_ip, timeout=30, what="a LoadBalancer ingress IP")
+    assert ipaddress.ip_address(ip) in pool, (ip, pool)
+    assert ip in cluster.kubectl("get", "service", "web-lb", "-n", NS).stdout  # EXTERNAL-IP
+    wait_until(lambda: endpoints_ready(cluster, "web-lb", 2), timeout=30, what="2 endpoints")
+    url = f"http://{ip}:8080/"
+    first = wait_until(lambda: _try_get(url), timeout=15, what=f"{url} to answer")
+    pages = [first, *get_pages(url, 30)]
+    assert {served_by(page)[0] for page in pages} == set(web)
+    # the address lives on this node's load-balancer link, and leaves with the Service
+    link = Path(f"/sys/class/net/{cluster.prefix}lb")
+    assert link.exists()
+    assert ip in _addresses(f"{cluster.prefix}lb")
+    cluster.kubectl("delete", "service", "web-lb", "-n", NS)
+    wait_until(lambda: ip not in _addresses(f"{cluster.prefix}lb"), timeout=30,
+               what=f"{ip} to leave the load-balancer link")
+
+
+def _try_get(url: str) -> str | None:
+    try:
+        response = httpx.get(url, timeout=3)
+    except httpx.HTTPError:
+        return None
+    return response.text if response.status_code == 200 else None
+
+
+def _addresses(link: str) -> str:
+    return subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", link], capture_output=True,
+                          text=True, check=False).stdout
