@@ -178,3 +178,32 @@ class Informer:
                 delay = min(self._retry[0] * 2 ** (failures - 1), self._retry[1])
                 log.exception("%r: unexpected failure; retrying in %.1fs", self, delay)
                 await asyncio.sleep(delay)
+
+
+class DerivedInformer(Informer):
+    """An informer fed by another's events through ``transform`` instead of
+    a watch of its own: the same view as a second watch with that
+    transform, without the server sending, nor this process parsing, every
+    event twice (:class:`~kubevisor.client.informers.SharedInformers` makes
+    one when a whole-object informer of the kind already exists). Synced
+    once its source is; :meth:`detach` stops the feed."""
+
+    def __init__(self, source: Informer, transform: Callable[[JSON], JSON]) -> None:
+        super().__init__(source.client, source.api_version, source.kind,
+                         namespace=source.namespace, transform=transform)
+        self.source = source
+        source.add_handler(self._on_source)  # replays what the source holds
+
+    def __repr__(self) -> str:
+        return f"DerivedInformer({self.api_version}, {self.kind})"
+
+    def _on_source(self, etype: str, obj: JSON, old: JSON | None) -> None:
+        self._apply(etype, obj)
+
+    def detach(self) -> None:
+        self.source.remove_handler(self._on_source)
+
+    async def _run(self) -> None:
+        await self.source.synced.wait()
+        self.synced.set()
+        await asyncio.get_running_loop().create_future()  # until cancelled

@@ -11,9 +11,12 @@ it. A controller that wants a subset of a kind (pods with some label)
 takes the whole informer and filters in its handler (:func:`filtered`)
 rather than opening a second watch.
 
-Informers asked for after :meth:`SharedInformers.start` start at once (the
-garbage collector asks as discovery finds resources); :meth:`release`
-stops one when its last user lets go of it. Cached objects are shared
+An informer with a ``transform`` (the garbage collector's metadata-only
+ones) asked for when the whole-object informer of the same watch exists is
+a :class:`~kubevisor.client.informer.DerivedInformer` fed by that one: no
+second watch. Informers asked for after :meth:`SharedInformers.start`
+start at once (the garbage collector asks as discovery finds resources);
+:meth:`release` stops one when its last user lets go of it. Cached objects are shared
 between controllers: never mutate them, copy first.
 """
 
@@ -26,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubevisor.client.client import Client
-from kubevisor.client.informer import Handler, Informer
+from kubevisor.client.informer import DerivedInformer, Handler, Informer
 
 JSON = dict[str, Any]
 Transform = Callable[[JSON], JSON]
@@ -62,9 +65,15 @@ class SharedInformers:
         self._users[key] = self._users.get(key, 0) + 1
         informer = self._informers.get(key)
         if informer is None:
-            informer = Informer(self.client, api_version, kind, namespace=namespace,
-                                label_selector=label_selector, field_selector=field_selector,
-                                transform=transform, retry_delays=self._retry)
+            whole: _Key = (*key[:5], None)  # type: ignore[assignment]
+            if transform is not None and whole in self._informers:
+                self._users[whole] += 1  # the derived one uses it as long as it lives
+                informer = DerivedInformer(self._informers[whole], transform)
+            else:
+                informer = Informer(self.client, api_version, kind, namespace=namespace,
+                                    label_selector=label_selector,
+                                    field_selector=field_selector, transform=transform,
+                                    retry_delays=self._retry)
             self._informers[key] = informer
             if self._started:
                 self._start_one(key, informer)
@@ -87,6 +96,9 @@ class SharedInformers:
         task = self._tasks.pop(key, None)
         if task is not None:
             task.cancel()
+        if isinstance(informer, DerivedInformer):
+            informer.detach()
+            self.release(informer.source)
 
     def start(self) -> None:
         """Run every informer created and not yet running (idempotent);

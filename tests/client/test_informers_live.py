@@ -18,7 +18,7 @@ from kubevisor.client import (
     has_label,
     metadata_only,
 )
-from kubevisor.client.informer import MUTATION_DETECTOR_ENV, MUTATIONS
+from kubevisor.client.informer import MUTATION_DETECTOR_ENV, MUTATIONS, DerivedInformer
 
 JSON = dict[str, Any]
 
@@ -180,5 +180,34 @@ async def test_mutation_detector_reports_an_edited_cache(
         await api.patch("v1", "ConfigMap", "m0", {"data": {"other": "x"}}, namespace="default")
         await until(lambda: len(MUTATIONS) > before)
         assert MUTATIONS[-1] == "Informer(v1, ConfigMap) default/m0"
+    finally:
+        runner.cancel()
+
+
+async def test_a_transformed_view_of_a_watched_kind_is_derived(api: Client) -> None:
+    """The metadata view of a kind whose whole objects are watched opens no
+    second watch: it follows the whole informer (adds, updates, deletes)."""
+    await api.create(cm("d0", app="x"))
+    informers = SharedInformers(api)
+    whole = informers.get("v1", "ConfigMap")
+    runner = asyncio.create_task(informers.run())
+    try:
+        await asyncio.wait_for(informers.wait_synced(whole), 10)
+        meta = informers.get("v1", "ConfigMap", transform=metadata_only)
+        assert isinstance(meta, DerivedInformer) and meta.source is whole
+        await asyncio.wait_for(informers.wait_synced(meta), 10)
+        assert meta.get("d0", "default") == metadata_only(whole.get("d0", "default") or {})
+        assert "data" not in (meta.get("d0", "default") or {})
+        events: list[tuple[str, str]] = []
+        meta.add_handler(lambda t, o, old: events.append((t, o["metadata"]["name"])))
+        await api.create(cm("d1"))
+        await api.delete("v1", "ConfigMap", "d0", namespace="default")
+        await until(lambda: ("DELETED", "d0") in events and ("ADDED", "d1") in events)
+        assert meta.get("d0", "default") is None and meta.get("d1", "default") is not None
+        # releasing the whole informer keeps it for the derived one
+        informers.release(whole)
+        assert whole in informers.created()
+        informers.release(meta)
+        assert informers.created() == []
     finally:
         runner.cancel()
