@@ -244,8 +244,12 @@ class NodeServer(KubevisorServer):
 
     def delete_workloads(self, *, timeout: float = 90.0) -> list[str]:
         """Delete every workload and pod; the pods still there after ``timeout``."""
+        # Orphan the pods, then delete them with a short grace period: deleted
+        # by the garbage collector they would get the pod's own (30 s for
+        # httpd, which as pid 1 ignores SIGTERM), and the apiserver does not
+        # shorten the grace period of a pod already terminating.
         self.kubectl("delete", "deployments,replicasets,statefulsets,daemonsets,jobs", "--all",
-                     "-A", "--wait=false", check=False)
+                     "-A", "--cascade=orphan", check=False)
         services = self.kubectl("get", "services", "-A", "-o", "json", check=False)
         for svc in json.loads(services.stdout or "{}").get("items") or []:
             meta = svc["metadata"]
