@@ -224,8 +224,8 @@ def processes(server_pid: int, data_dir: Path) -> Tree:
 
 
 def memory(pids: Iterable[int]) -> JSON:
-    """Summed RSS and PSS in MiB of ``pids`` (those still alive)."""
-    rss = pss = 0
+    """Summed RSS, PSS and USS (private pages) in MiB of ``pids`` (those still alive)."""
+    rss = pss = uss = 0
     count = 0
     for pid in pids:
         try:
@@ -239,7 +239,10 @@ def memory(pids: Iterable[int]) -> JSON:
                 rss += int(rest.split()[0])
             elif key == "Pss":
                 pss += int(rest.split()[0])
-    return {"processes": count, "rss_mib": round(rss / 1024, 2), "pss_mib": round(pss / 1024, 2)}
+            elif key in ("Private_Clean", "Private_Dirty"):
+                uss += int(rest.split()[0])
+    return {"processes": count, "rss_mib": round(rss / 1024, 2), "pss_mib": round(pss / 1024, 2),
+            "uss_mib": round(uss / 1024, 2)}
 
 
 def cpu_s(tree: Tree, pid: int | None) -> float | None:

@@ -518,7 +518,6 @@ async def phase_latency(cluster: Cluster, http: httpx.AsyncClient, options: Pods
                  "agent_cpu_s": _r(cpu1 - cpu0, 2) if cpu0 is not None and cpu1 is not None else None}
     if not ok:
         out["log_problems"] = cluster.log_tail(40, problems=True)
-    out["cleanup"] = await _cleanup_phase(http, cluster, ns, say, "latency")
     return out
 
 
@@ -555,7 +554,6 @@ async def phase_burst(cluster: Cluster, http: httpx.AsyncClient, options: PodsBe
         "agent_cpu_s": _r(cpu1 - cpu0, 2) if cpu0 is not None and cpu1 is not None else None}
     if not ok:
         out["log_problems"] = cluster.log_tail(40, problems=True)
-    out["cleanup"] = await _cleanup_phase(http, cluster, ns, say, "burst")
     return out
 
 
@@ -626,27 +624,29 @@ async def phase_density(cluster: Cluster, http: httpx.AsyncClient, options: Pods
         after = _snapshot(cluster)
     finally:
         await watch.stop()
-    pods = max(len(running), 1)
-    per_pod_pss = (after["conmon"]["pss_mib"] + after["containers"]["pss_mib"]) / pods
-    per_pod_rss = (after["conmon"]["rss_mib"] + after["containers"]["rss_mib"]) / pods
-    agent_growth = (after["agent"]["pss_mib"] - before["agent"]["pss_mib"]) / pods
+    # container figures per pod that has a container; the agent's per pod it holds
+    with_container = max(after["conmon"]["processes"], 1)
+    per_pod_pss = (after["conmon"]["pss_mib"] + after["containers"]["pss_mib"]) / with_container
+    per_pod_rss = (after["conmon"]["rss_mib"] + after["containers"]["rss_mib"]) / with_container
+    agent_growth = (after["agent"]["uss_mib"] - before["agent"]["uss_mib"]) / n
     host_drop = before["host_memory_mib"]["available"] - after["host_memory_mib"]["available"]
+    agent_cpu = (after["agent"]["cpu_s"] or 0) - (before["agent"]["cpu_s"] or 0)
     out: JSON = {
         "pods": n, "create_errors": errors, "running": len(running),
         "all_running_s": _r(max(running) - t0, 2) if all_running else None,
         "running_every_10s": timeline, "stalled": stalled,
         "pods_by_stage": states,
-        "agent_cpu_s": _r((after["agent"]["cpu_s"] or 0) - (before["agent"]["cpu_s"] or 0), 2),
-        "agent_cpu_s_per_pod": _r(((after["agent"]["cpu_s"] or 0)
-                                   - (before["agent"]["cpu_s"] or 0)) / pods, 4),
+        "agent_cpu_s": _r(agent_cpu, 2),
+        "agent_cpu_s_per_pod": _r(agent_cpu / n, 4),
         "before": before, "after": after,
         "per_pod_mib": {
+            "pods_with_a_container": after["conmon"]["processes"],
             "conmon_and_container_pss": _r(per_pod_pss, 3),
             "conmon_and_container_rss": _r(per_pod_rss, 3),
-            "conmon_pss": _r(after["conmon"]["pss_mib"] / pods, 3),
-            "container_pss": _r(after["containers"]["pss_mib"] / pods, 3),
-            "agent_pss_growth": _r(agent_growth, 4),
-            "host_available_drop": _r(host_drop / pods, 3),
+            "conmon_pss": _r(after["conmon"]["pss_mib"] / with_container, 3),
+            "container_pss": _r(after["containers"]["pss_mib"] / with_container, 3),
+            "agent_uss_growth": _r(agent_growth, 4),
+            "host_available_drop": _r(host_drop / n, 3),
         },
         "notes": "PSS shares pages among processes fairly (busybox's pages are mapped by all "
                  "sleep containers); host_available_drop is MemAvailable before minus after, "
@@ -655,8 +655,6 @@ async def phase_density(cluster: Cluster, http: httpx.AsyncClient, options: Pods
     }
     if not all_running:
         out["log_problems"] = cluster.log_tail(40, problems=True)
-    out["cleanup"] = await _cleanup_phase(http, cluster, ns, say, "density",
-                                          timeout=max(120.0, n * 0.5))
     return out
 
 
@@ -728,6 +726,10 @@ async def run_pods_bench(options: PodsBenchOptions, say: Progress | None = None)
                     continue
                 async with _profiled(cluster, options.profile_dir, name, profiles):
                     report[name] = await phase(cluster, http, options, say)
+                pods = {"latency": options.latency_pods, "burst": options.burst_pods,
+                        "density": options.density_pods}[name]
+                report[name]["cleanup"] = await _cleanup_phase(
+                    http, cluster, f"bench-{name}", say, name, timeout=max(120.0, pods * 0.5))
             if profiles:
                 report["profiles"] = profiles
     except BaseException:

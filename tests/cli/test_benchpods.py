@@ -127,6 +127,7 @@ def test_bench_pods_small_run_reports_every_phase_and_leaves_nothing(tmp_path: P
     assert after["conmon"]["processes"] == 10 and after["containers"]["processes"] >= 10
     assert after["agent"]["rss_mib"] > 10 and after["apiserver"]["rss_mib"] > 10
     assert dens["per_pod_mib"]["conmon_and_container_pss"] > 0
+    assert dens["per_pod_mib"]["pods_with_a_container"] == 10 and not dens["stalled"]
     assert dens["agent_cpu_s"] >= 0
 
     for phase in ("latency", "burst", "density"):
