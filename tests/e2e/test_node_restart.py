@@ -66,7 +66,9 @@ def test_agent_killed_and_started_again_leaves_the_pods_running(
     before = wait_until(lambda: len(s := snapshot(cluster)) == 2 and s, timeout=60,
                         what="2 Ready pods")
     old_agent = cluster.agent_pid()
-    assert old_agent is not None
+    assert old_agent is not None and cluster.proc is not None
+    stat = Path(f"/proc/{old_agent}/stat").read_text()
+    assert int(stat.rsplit(")", 1)[1].split()[1]) == cluster.proc.pid, "not the server's child"
 
     argv = cluster.kill_agent()
     assert "kubevisor.cli.nodeagent" in argv

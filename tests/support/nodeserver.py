@@ -275,6 +275,8 @@ class Leftovers:
 
     pods: list[str] = field(default_factory=list)
     processes: dict[str, list[int]] = field(default_factory=dict)
+    #: The pods (hostnames) of the container processes left.
+    hostnames: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.pods or any(self.processes.values()))
@@ -293,6 +295,9 @@ def teardown(server: NodeServer) -> Leftovers:
             if not any(found.processes.values()):
                 break
             time.sleep(0.3)
+        for pid in found.processes.get("containers", []):
+            with contextlib.suppress(OSError):
+                found.hostnames.append(Path(f"/proc/{pid}/root/etc/hostname").read_text().strip())
     server.stop_agent()
     server.stop()
     asyncio.run(_force_clean(server))
