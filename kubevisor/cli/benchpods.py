@@ -922,7 +922,8 @@ def _up_main(spec_json: str) -> int:
     options = UpOptions(data_dir=Path(spec["data_dir"]), host="127.0.0.1", port=0,
                         node_name=spec["node_name"], max_pods=spec["max_pods"],
                         pod_cidr=spec["pod_cidr"], network_prefix=spec["network_prefix"],
-                        cgroup_parent=spec["cgroup_parent"], on_ready=ready)
+                        cgroup_parent=spec["cgroup_parent"], on_ready=ready,
+                        stream_port=0)  # a free port: another agent may hold 10250
     return run_up(options)
 
 
