@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -34,8 +33,6 @@ from kubevisor.client.informer import DerivedInformer, Handler, Informer
 JSON = dict[str, Any]
 Transform = Callable[[JSON], JSON]
 _Key = tuple[str, str, str | None, str | None, str | None, Transform | None]
-
-log = logging.getLogger(__name__)
 
 
 class SharedInformers:
@@ -65,7 +62,7 @@ class SharedInformers:
         self._users[key] = self._users.get(key, 0) + 1
         informer = self._informers.get(key)
         if informer is None:
-            whole: _Key = (*key[:5], None)  # type: ignore[assignment]
+            whole: _Key = (api_version, kind, namespace, label_selector, field_selector, None)
             if transform is not None and whole in self._informers:
                 self._users[whole] += 1  # the derived one uses it as long as it lives
                 informer = DerivedInformer(self._informers[whole], transform)
