@@ -70,7 +70,9 @@ def test_create_and_get_in_every_output_format(server: KubevisorServer, ns: str)
     assert as_yaml["metadata"]["uid"] == meta["uid"]
     assert "managedFields" not in as_yaml["metadata"]  # kubectl hides them by default
     managed = server.kubectl_json("get", "pod", "web-1", "-n", ns, "--show-managed-fields")
-    [entry] = managed["metadata"]["managedFields"]
+    # kubectl's entry (the scheduler may add its own for the PodScheduled condition)
+    [entry] = [m for m in managed["metadata"]["managedFields"]
+               if m.get("subresource") != "status"]
     assert entry["manager"] == "kubectl-create" and entry["operation"] == "Update"
     assert entry["fieldsType"] == "FieldsV1"
 

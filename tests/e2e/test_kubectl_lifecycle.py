@@ -351,11 +351,13 @@ def test_namespace_deletion_removes_content(server: KubevisorServer) -> None:
     for kind in ("secrets", "pods", "deployments"):
         assert server.kubectl("get", kind, "-n", name, "-o", "name").stdout.split() == [], kind
     assert exists(server, "namespace", name)
-    conditions = {
-        c["type"]: c["status"]
-        for c in server.kubectl_json("get", "namespace", name)["status"].get("conditions", [])
-    }
-    assert conditions.get("NamespaceFinalizersRemaining") == "True", conditions
+    def conditions() -> dict[str, str]:
+        status = server.kubectl_json("get", "namespace", name)["status"]
+        return {c["type"]: c["status"] for c in status.get("conditions", [])}
+
+    # the controller reports once it has seen the held object stay
+    eventually(lambda: conditions().get("NamespaceFinalizersRemaining") == "True",
+               what="NamespaceFinalizersRemaining=True on the namespace")
 
     server.kubectl(
         "patch",

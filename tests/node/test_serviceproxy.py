@@ -100,13 +100,18 @@ async def test_live_services_program_the_host(tmp_path: Path) -> None:
                 await client.create(endpoints, namespace="default")
                 await _until(lambda: cluster_ip in _nft_table(config.nft_table)
                              and f"10.{a}.{b}.7" in _nft_table(config.nft_table))
+                # the table is written before the controller counts the sync
+                await _until(lambda: controller.routes_to(f"10.{a}.{b}.7"))
+                await asyncio.sleep(0.3)  # settled: nothing changes, nothing is written
                 syncs = controller.syncs
+                await asyncio.sleep(0.3)
+                assert controller.syncs == syncs
                 await client.patch("v1", "Endpoints", "web",
                                    {"subsets": _ep("web", [f"10.{a}.{b}.8"])["subsets"]},
                                    namespace="default")
                 await _until(lambda: f"10.{a}.{b}.8" in _nft_table(config.nft_table)
                              and f"10.{a}.{b}.7" not in _nft_table(config.nft_table))
-                assert controller.syncs == syncs + 1
+                assert controller.syncs > syncs
                 await client.delete("v1", "Service", "web", namespace="default")
                 await _until(lambda: cluster_ip not in _nft_table(config.nft_table))
             finally:
@@ -122,3 +127,55 @@ async def _until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-u
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+class _RecordingProxy:
+    """A ServiceProxy that keeps the last rules it was given (the controller's
+    waiters are what is under test here, not the kernel's rules)."""
+
+    def __init__(self) -> None:
+        self.rules: list = []
+
+    async def start(self) -> None:
+        pass
+
+    async def sync(self, rules) -> None:  # type: ignore[no-untyped-def]
+        self.rules = list(rules)
+
+    async def remove(self) -> None:
+        pass
+
+
+async def test_wait_unrouted_returns_once_the_rules_drop_the_ip(tmp_path: Path) -> None:
+    """What a deleted pod's worker waits for before SIGTERM: the endpoint gone
+    from the applied rules; a timeout (False) when it stays."""
+    require_apiserver()
+    async with live_apiserver(tmp_path / "api") as live, \
+            Client.from_kubeconfig(live.kubeconfig) as client:
+        await client.create({"apiVersion": "v1", "kind": "Namespace",
+                             "metadata": {"name": "default"}})
+        controller = ServiceProxyController(client, _RecordingProxy(), debounce_seconds=0.01)
+        task = asyncio.create_task(controller.run())
+        try:
+            svc = _svc("web", ip="")
+            del svc["spec"]["clusterIP"]
+            await client.create(svc, namespace="default")
+            await client.create({"apiVersion": "v1", "kind": "Endpoints",
+                                 **_ep("web", ["10.88.0.7", "10.88.0.8"])}, namespace="default")
+            await _until(lambda: controller.routes_to("10.88.0.7") and controller.routes_to("10.88.0.8"))
+            assert not controller.routes_to("10.88.0.9")
+            assert await controller.wait_unrouted("10.88.0.9", 1.0)
+            waiter = asyncio.create_task(controller.wait_unrouted("10.88.0.7", 10.0))
+            await asyncio.sleep(0.1)
+            assert not waiter.done()
+            began = asyncio.get_running_loop().time()
+            await client.patch("v1", "Endpoints", "web",
+                               {"subsets": _ep("web", ["10.88.0.8"])["subsets"]}, namespace="default")
+            assert await asyncio.wait_for(waiter, 5.0)
+            assert asyncio.get_running_loop().time() - began < 2.0
+            assert not controller.routes_to("10.88.0.7")
+            assert await controller.wait_unrouted("10.88.0.8", 0.2) is False
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
