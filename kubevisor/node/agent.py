@@ -135,8 +135,9 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
             ("node-registration", registrar.run()), ("node-pods", pods.run())]
         if drivers.proxy is not None:
             from kubevisor.node.serviceproxy import ServiceProxyController
-            parts.append(("node-service-proxy",
-                          ServiceProxyController(client, drivers.proxy).run()))
+            proxy = ServiceProxyController(client, drivers.proxy)
+            pods.drain = proxy.wait_unrouted
+            parts.append(("node-service-proxy", proxy.run()))
         if dns_ip is not None:
             from kubevisor.node.dns import ClusterDNS
             parts.append(("node-cluster-dns", ClusterDNS(client, address=dns_ip).run()))

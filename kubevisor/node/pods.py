@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubevisor.client import Client, ClientError, Informer
@@ -71,6 +72,10 @@ class PodManager:
         self.relist_seconds = relist_seconds
         #: hostNetwork pods join the agent's own network namespace.
         self.host_netns = f"/proc/{os.getpid()}/ns/net"
+        #: ``await drain(pod_ip, timeout)`` returns once this node's service
+        #: proxy no longer routes to the pod (set by run_node when the node
+        #: has a proxy): a deleted pod's containers are stopped after it.
+        self.drain: Callable[[str, float], Awaitable[bool]] | None = None
         self._relisted_at = clock()
 
     def _on_event(self, etype: str, obj: JSON, old: JSON | None) -> None:

@@ -58,9 +58,12 @@ async def run_probe(probe: JSON, *, runtime: ContainerRuntime, container_id: str
     """One attempt: (success, output or why it failed)."""
     timeout = float(probe.get("timeoutSeconds", 1))
     try:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+        # cancellation that arrives as the awaited call finishes (a refused
+        # connection, say), and the prober would then never stop.
         if "exec" in probe:
-            return await asyncio.wait_for(
-                _exec(runtime, container_id, probe["exec"].get("command") or []), timeout)
+            async with asyncio.timeout(timeout):
+                return await _exec(runtime, container_id, probe["exec"].get("command") or [])
         if "httpGet" in probe:
             return await _http(probe["httpGet"], container, pod_ip, timeout)
         if "tcpSocket" in probe:
@@ -68,7 +71,8 @@ async def run_probe(probe: JSON, *, runtime: ContainerRuntime, container_id: str
             host = spec.get("host") or pod_ip
             port = _port(container, spec.get("port"))
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                async with asyncio.timeout(timeout):
+                    _, writer = await asyncio.open_connection(host, port)
             except TimeoutError:
                 return False, f"dial tcp {host}:{port}: i/o timeout"
             except OSError as exc:
@@ -132,6 +136,7 @@ class ContainerProber:
         self._on_change = on_change
         self._on_event = on_event
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
         self._startup_done = asyncio.Event()
         if not container.get("startupProbe"):
             self._startup_done.set()
@@ -143,6 +148,7 @@ class ContainerProber:
                                                        name=f"probe-{kind}-{self.cid}"))
 
     async def stop(self) -> None:
+        self._stopped = True  # a loop whose cancellation got lost ends at its next round
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -159,13 +165,15 @@ class ContainerProber:
         need_ok = int(probe.get("successThreshold", 1))
         need_fail = int(probe.get("failureThreshold", 3))
         oks = fails = 0
-        while True:
+        while not self._stopped:
             ok, output = await run_probe(probe, runtime=self.runtime, container_id=self.cid,
                                          container=self.container, pod_ip=self.pod_ip)
             if ok:
                 oks, fails = oks + 1, 0
             else:
                 oks, fails = 0, fails + 1
+                if self._stopped:
+                    return
                 await self._on_event("Unhealthy", f"{LABEL[kind]} probe failed: {output}")
             if kind == "readinessProbe":
                 if ok and oks >= need_ok and not self.results.ready.get(self.cid):

@@ -9,7 +9,12 @@ port name, node port, LoadBalancer ingress and external IPs); the shell,
 :class:`~kubevisor.runtime.types.ServiceProxy` after a short debounce and
 only when it changed, so a burst of endpoint changes costs one rules
 replacement. Started by :func:`kubevisor.node.agent.run_node` when the
-host has a proxy driver.
+host has a proxy driver. :meth:`ServiceProxyController.wait_unrouted` lets
+the pod workers hold a deleted pod's SIGTERM until this node's rules no
+longer send new connections to it (the Endpoints controller drops a
+terminating pod at once, but the change takes a few tens of milliseconds
+to reach the rules; a server that exits on SIGTERM meanwhile refuses
+connections the proxy still routes to it).
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ class ServiceProxyController:
         self.endpoints = Informer(client, "v1", "Endpoints")
         self._dirty = asyncio.Event()
         self._applied: list[ServiceRule] | None = None
+        self._routed: frozenset[str] = frozenset()  # backend IPs in the applied rules
+        self._synced = asyncio.Event()  # set (and replaced) after each rules replacement
         #: Number of rule replacements made (for tests and logs).
         self.syncs = 0
         for informer in (self.services, self.endpoints):
@@ -135,4 +142,24 @@ class ServiceProxyController:
             asyncio.get_running_loop().call_later(5.0, self._dirty.set)
             return
         self._applied = rules
+        self._routed = frozenset(b.ip for r in rules for b in r.backends)
         self.syncs += 1
+        synced, self._synced = self._synced, asyncio.Event()
+        synced.set()
+
+    def routes_to(self, ip: str) -> bool:
+        """Whether the rules in the kernel send service traffic to ``ip``."""
+        return ip in self._routed
+
+    async def wait_unrouted(self, ip: str, timeout: float) -> bool:
+        """Return once no rule in the kernel sends service traffic to ``ip``
+        (True), or after ``timeout`` seconds (False: still routed)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.routes_to(ip):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._synced.wait()
+        return True

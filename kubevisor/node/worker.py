@@ -10,7 +10,9 @@ through ``pods/<name>/status`` when it changed. Starting a container is
 :mod:`kubevisor.node.starting`; its failures are remembered here with a
 back-off (ErrImagePull → ImagePullBackOff, CreateContainerConfigError,
 RunContainerError) and shown as waiting states. Events as kubelet posts
-them.
+them. A deleted pod's containers get their SIGTERM once this node's
+service proxy no longer routes to the pod (at most DRAIN_SECONDS, taken
+from the grace period), so a rolling update loses no request.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 PULL_BACKOFF = (10.0, 300.0)
 CONFIG_RETRY_SECONDS = 5.0
 MAX_ROUNDS = 8
+#: The longest a deleted pod's SIGTERM waits for the service rules to drop it.
+DRAIN_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -347,6 +351,9 @@ class PodWorker:
                                     container=action.name)
             started = time.monotonic()
             grace = action.grace
+            if pod is not None and grace > 0 and (pod.get("metadata") or {}).get("deletionTimestamp"):
+                await self._drain(min(grace, DRAIN_SECONDS))
+                grace = max(grace - (time.monotonic() - started), 0.0)
             if pod is not None and grace > 0:
                 await self._pre_stop(pod, action.name, cid, grace)
                 grace = max(grace - (time.monotonic() - started), 0.0)
@@ -360,6 +367,19 @@ class PodWorker:
         finally:
             self._memo.stopping.pop(cid, None)
             self.wake.set()
+
+    async def _drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until this node's service proxy stops
+        sending new connections to the deleted pod: the Endpoints controller
+        drops a terminating pod at once, but the rules follow a moment later,
+        and a server that exits on SIGTERM meanwhile refuses what is still
+        routed to it. Pods on the host network are not waited for."""
+        net = self.m.networks.get(self.uid)
+        if self.m.drain is None or net is None or not net.ip or net.ip == self.m.host_ip:
+            return
+        if not await self.m.drain(net.ip, timeout):
+            log.info("pod %s: service rules still route to %s after %.1fs; stopping anyway",
+                     self.uid, net.ip, timeout)
 
     async def _pre_stop(self, pod: JSON, name: str, cid: str, grace: float) -> None:
         c = next((c for c in (pod.get("spec") or {}).get("containers") or []

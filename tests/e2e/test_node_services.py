@@ -2,14 +2,18 @@
 answers on 127.0.0.1:nodePort, and a LoadBalancer Service gets an address
 from the pool given to ``kubevisor up`` (``KUBEVISOR_LOADBALANCER_POOL``, a
 free /29 of this test) that a TCP request from the host reaches a pod on.
+Rolling updates of pods that exit at once on SIGTERM lose no request of a
+client requesting the Service meanwhile.
 One server with its node (tests/support/nodeserver.py) for the module.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import pytest
 from tests.support.nodeserver import (
     NodeImages,
     NodeServer,
+    client_pod,
     free_lb_pool,
     is_ready,
     node_images,  # noqa: F401  (session fixture)
@@ -37,13 +42,13 @@ NS = "svc"
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeServer]:
     with running_node_server(tmp_path_factory.mktemp("node-services"),
                              lb_pool=free_lb_pool()) as server:
+        server.create_namespace(NS)
         yield server
 
 
 @pytest.fixture(scope="module")
 def web(cluster: NodeServer, node_images: NodeImages) -> list[str]:  # noqa: F811
     """The names of the two Ready pods of Deployment web."""
-    cluster.create_namespace(NS)
     cluster.kubectl("create", "deployment", "web", f"--image={node_images.httpd_v1}",
                     "--replicas=2", "-n", NS)
     cluster.kubectl("rollout", "status", "deployment/web", "-n", NS, "--timeout=120s",
@@ -121,3 +126,48 @@ def _try_get(url: str) -> str | None:
 def _addresses(link: str) -> str:
     return subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", link], capture_output=True,
                           text=True, check=False).stdout
+
+
+#: httpd under a shell that stops it at once on SIGTERM (busybox httpd as
+#: pid 1 has no handler and would only go at the end of the grace period).
+STOPS_ON_SIGTERM = "trap 'kill $pid; exit 0' TERM; /usr/local/bin/httpd-start & pid=$!; wait"
+
+
+def _quick_deployment(image: str) -> str:
+    return json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "quick"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "quick"}},
+                 "template": {"metadata": {"labels": {"app": "quick"}}, "spec": {"containers": [{
+                     "name": "httpd", "image": image, "command": ["sh", "-c", STOPS_ON_SIGTERM],
+                     "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}]}}}})
+
+
+def test_rolling_updates_of_pods_that_stop_on_sigterm_lose_no_request(
+        cluster: NodeServer, node_images: NodeImages) -> None:  # noqa: F811
+    """Old pods exit as soon as they get SIGTERM: the agent sends it only
+    once its service rules no longer route to the pod, so a client keeps
+    getting answers through three rolling updates."""
+    cluster.kubectl("apply", "-n", NS, "-f", "-", input=_quick_deployment(node_images.httpd_v1))
+    cluster.kubectl("expose", "deployment", "quick", "--port", "80", "-n", NS)
+    cluster.kubectl("rollout", "status", "deployment/quick", "-n", NS, "--timeout=120s",
+                    timeout=130)
+    client = client_pod(cluster, NS, node_images.busybox)
+    cluster_ip = cluster.kubectl_json("get", "service", "quick", "-n", NS)["spec"]["clusterIP"]
+    loop = ("rm -f /tmp/stop /tmp/results; (while [ ! -f /tmp/stop ]; do "
+            f"if page=$(timeout 5 wget -qO- http://{cluster_ip}/ 2>&1); "
+            'then echo "OK $page"; else echo "FAILED $? $page"; fi >> /tmp/results; '
+            "done) >/dev/null 2>&1 &")
+    cluster.kubectl("exec", "-n", NS, client, "--", "sh", "-c", loop)
+    for image in (node_images.httpd_v2, node_images.httpd_v1, node_images.httpd_v2):
+        cluster.kubectl("apply", "-n", NS, "-f", "-", input=_quick_deployment(image))
+        cluster.kubectl("rollout", "status", "deployment/quick", "-n", NS, "--timeout=120s",
+                        timeout=130)
+    wait_until(lambda: len(pods(cluster, NS, "app=quick")) == 3, timeout=60,
+               what="the old pods to stop")
+    cluster.kubectl("exec", "-n", NS, client, "--", "touch", "/tmp/stop")
+    time.sleep(1)
+    lines = cluster.kubectl("exec", "-n", NS, client, "--", "cat", "/tmp/results").stdout.splitlines()
+    failed = [line for line in lines if not line.startswith("OK ")]
+    assert len(lines) > 100
+    assert not failed, f"{len(failed)} of {len(lines)} requests failed: {failed[:10]}"
+    assert served_by(lines[-1])[1] == "2"
