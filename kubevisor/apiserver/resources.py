@@ -219,7 +219,12 @@ async def write_update(
         if objects.same_object(new, old):
             return old, False
         meta = new["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not _ns_finalizers(rt, new):
+        # An update of an object being deleted removes it once no finalizer
+        # is left, unless a graceful deletion is still pending (a pod in its
+        # grace period: its node deletes it once the containers stopped; as
+        # kube-apiserver's ShouldDeleteDuringUpdate).
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") \
+                and not _ns_finalizers(rt, new) and not meta.get("deletionGracePeriodSeconds"):
             if dry:
                 return new, False
             try:

@@ -41,6 +41,30 @@ async def test_finalizers_hold_deletion_until_removed(api: httpx.AsyncClient) ->
     assert (await api.get(f"{CM}/a")).status_code == 404
 
 
+async def test_update_of_a_pod_in_its_grace_period_keeps_it(api: httpx.AsyncClient) -> None:
+    """A pod being deleted gracefully outlives updates (the garbage collector
+    orphaning it, a status write): only its node's grace-0 delete removes it."""
+    await make_ns(api, "ns1")
+    pods = "/api/v1/namespaces/ns1/pods"
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "p", "labels": {"a": "1"}},
+           "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}}
+    assert (await api.post(pods, json=pod)).status_code == 201
+    assert (await api.delete(f"{pods}/p")).status_code == 200
+    obj = (await api.get(f"{pods}/p")).json()
+    assert obj["metadata"]["deletionTimestamp"] and obj["metadata"]["deletionGracePeriodSeconds"] == 30
+    obj["metadata"]["labels"] = {"a": "2"}
+    r = await api.put(f"{pods}/p", json=obj)
+    assert r.status_code == 200
+    obj = (await api.get(f"{pods}/p")).json()
+    assert obj["metadata"]["labels"] == {"a": "2"}
+    obj["status"] = {"phase": "Running"}
+    assert (await api.put(f"{pods}/p/status", json=obj)).status_code == 200
+    assert (await api.get(f"{pods}/p")).status_code == 200
+    assert (await api.delete(f"{pods}/p", params={"gracePeriodSeconds": "0"})).status_code == 200
+    assert (await api.get(f"{pods}/p")).status_code == 404
+
+
 async def test_propagation_policy_sets_gc_finalizers(api: httpx.AsyncClient) -> None:
     await make_ns(api, "ns1")
     await api.post(DEP, json=deployment("fg"))
