@@ -4,8 +4,8 @@ killed with SIGKILL and started again by hand with the argv it ran with
 leaves the pods running: the same containers (host pids, container ids,
 start times) and restartCount, still Ready and serving; the new agent
 takes over (the Node stays Ready, a scale-up runs a new pod, kubectl exec
-goes through its stream server). One server with its node
-(tests/support/nodeserver.py) for the module.
+goes through its stream server); the same after a SIGTERM. One server
+with its node (tests/support/nodeserver.py) for the module.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tests.support.nodeserver import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e-node-restart"),  # one server, in order
               pytest.mark.skipif(os.geteuid() != 0, reason="runs containers: needs root")]
 NS = "restart"
 
@@ -40,6 +40,16 @@ NS = "restart"
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeServer]:
     with running_node_server(tmp_path_factory.mktemp("node-restart")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def web(cluster: NodeServer, node_images: NodeImages) -> None:  # noqa: F811
+    """Deployment web, 2 replicas of httpd, rolled out."""
+    cluster.create_namespace(NS)
+    cluster.kubectl("create", "deployment", "web", f"--image={node_images.httpd_v1}",
+                    "--replicas=2", "-n", NS)
+    cluster.kubectl("rollout", "status", "deployment/web", "-n", NS, "--timeout=120s",
+                    timeout=130)
 
 
 def snapshot(cluster: NodeServer) -> dict[str, dict[str, Any]]:
@@ -56,15 +66,17 @@ def snapshot(cluster: NodeServer) -> dict[str, dict[str, Any]]:
     return out
 
 
+def ready_snapshot(cluster: NodeServer) -> dict[str, dict[str, Any]]:
+    """The snapshot once every replica of web is Ready."""
+    replicas = cluster.kubectl_json("get", "deployment", "web", "-n", NS)["spec"]["replicas"]
+    return wait_until(lambda: len(s := snapshot(cluster)) == replicas and s, timeout=60,
+                      what=f"{replicas} Ready pods")
+
+
 def test_agent_killed_and_started_again_leaves_the_pods_running(
-        cluster: NodeServer, node_images: NodeImages) -> None:  # noqa: F811
-    cluster.create_namespace(NS)
-    cluster.kubectl("create", "deployment", "web", f"--image={node_images.httpd_v1}",
-                    "--replicas=2", "-n", NS)
-    cluster.kubectl("rollout", "status", "deployment/web", "-n", NS, "--timeout=120s",
-                    timeout=130)
-    before = wait_until(lambda: len(s := snapshot(cluster)) == 2 and s, timeout=60,
-                        what="2 Ready pods")
+        cluster: NodeServer, web: None) -> None:
+    cluster.kubectl("scale", "deployment/web", "--replicas=2", "-n", NS)
+    before = ready_snapshot(cluster)
     old_agent = cluster.agent_pid()
     assert old_agent is not None and cluster.proc is not None
     stat = Path(f"/proc/{old_agent}/stat").read_text()
@@ -90,8 +102,8 @@ def test_agent_killed_and_started_again_leaves_the_pods_running(
     cluster.kubectl("scale", "deployment/web", "--replicas=3", "-n", NS)
     cluster.kubectl("rollout", "status", "deployment/web", "-n", NS, "--timeout=120s",
                     timeout=130)
-    after = wait_until(lambda: len(s := snapshot(cluster)) == 3 and s, timeout=60,
-                       what="3 Ready pods")
+    after = ready_snapshot(cluster)
+    assert len(after) == 3
     assert cluster.hand_agent is not None and cluster.hand_agent.poll() is None, \
         f"the restarted agent exited:\n{cluster.log_tail()}"
     for name, pod in before.items():
@@ -105,16 +117,18 @@ def test_agent_killed_and_started_again_leaves_the_pods_running(
 
 
 def test_agent_stopped_with_sigterm_leaves_the_containers_and_comes_back(
-        cluster: NodeServer) -> None:
+        cluster: NodeServer, web: None) -> None:
     """The agent's orderly stop (SIGTERM, as ``kubevisor up`` stops it) leaves
     the containers running too (one conmon each), and the agent started
     again adopts them unchanged."""
-    before = snapshot(cluster)
-    proc = cluster.hand_agent
-    assert before and proc is not None
-    argv = [str(a) for a in proc.args]  # type: ignore[union-attr]
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    before = ready_snapshot(cluster)
+    pid = cluster.agent_pid()
+    assert pid is not None
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    os.kill(pid, signal.SIGTERM)
+    if cluster.hand_agent is not None and cluster.hand_agent.pid == pid:
+        assert cluster.hand_agent.wait(timeout=20) == 0
+    wait_until(lambda: cluster.agent_pid() is None, timeout=20, what="the agent to stop")
     for pod in before.values():
         os.kill(pod["pid"], 0)
     assert len(cluster.runtime_processes()["conmon"]) == len(before)

@@ -33,7 +33,7 @@ from tests.support.nodeserver import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e-node-services"),  # one server, in order
               pytest.mark.skipif(os.geteuid() != 0, reason="runs containers: needs root")]
 NS = "svc"
 
