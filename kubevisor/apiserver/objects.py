@@ -284,6 +284,24 @@ def mark_deleted(obj: JSON, now: str, grace: int) -> None:
         meta["deletionGracePeriodSeconds"] = grace
 
 
+def shorten_grace(obj: JSON, now: str, grace: int) -> bool:
+    """A second delete with a shorter grace period of an object already in
+    its grace period: the deletion moves earlier (now + grace, if that is
+    sooner) and the period shrinks, as kube-apiserver's BeforeDelete does.
+    Whether anything changed."""
+    meta = obj["metadata"]
+    current = meta.get("deletionGracePeriodSeconds")
+    if not meta.get("deletionTimestamp") or not isinstance(current, int) or grace >= current:
+        return False
+    from datetime import timedelta
+
+    requested = metautil.parse_rfc3339(now) + timedelta(seconds=grace)
+    if requested < metautil.parse_rfc3339(meta["deletionTimestamp"]):
+        meta["deletionTimestamp"] = metautil.rfc3339(requested)
+    meta["deletionGracePeriodSeconds"] = grace
+    return True
+
+
 def status_success(rt: ResourceType, obj: JSON) -> JSON:
     meta = obj["metadata"]
     details: JSON = {"name": meta["name"]}

@@ -300,11 +300,14 @@ async def delete_object(
             grace = 0 if opts.get("gracePeriodSeconds") == 0 else grace
         pending = bool(finalizers) or grace > 0 or bool(_ns_finalizers(rt, obj))
         if pending:
-            changed = finalizers != old_finalizers or not meta.get("deletionTimestamp")
+            updated = storage.fix_version(storage.decode(kv), rt)
+            now = now_rfc3339()
+            shortened = grace > 0 and objects.shorten_grace(updated, now, grace)
+            changed = (finalizers != old_finalizers or not meta.get("deletionTimestamp")
+                       or shortened)
             if not changed:
                 return obj, False
-            updated = storage.fix_version(storage.decode(kv), rt)
-            objects.mark_deleted(updated, now_rfc3339(), grace)
+            objects.mark_deleted(updated, now, grace)
             if finalizers:
                 updated["metadata"]["finalizers"] = finalizers
             else:

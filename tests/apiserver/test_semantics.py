@@ -65,6 +65,28 @@ async def test_update_of_a_pod_in_its_grace_period_keeps_it(api: httpx.AsyncClie
     assert (await api.get(f"{pods}/p")).status_code == 404
 
 
+async def test_second_delete_with_a_shorter_grace_shortens_it(api: httpx.AsyncClient) -> None:
+    """``kubectl delete --grace-period=1`` of a pod already in its 30 s grace
+    moves its deletion earlier; a longer one changes nothing."""
+    from kubevisor.api.meta import parse_rfc3339
+
+    await make_ns(api, "ns1")
+    pods = "/api/v1/namespaces/ns1/pods"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}}
+    assert (await api.post(pods, json=pod)).status_code == 201
+    first = (await api.delete(f"{pods}/p")).json()["metadata"]
+    assert first["deletionGracePeriodSeconds"] == 30
+    longer = (await api.delete(f"{pods}/p", params={"gracePeriodSeconds": "60"})).json()
+    assert longer["metadata"]["deletionTimestamp"] == first["deletionTimestamp"]
+    assert longer["metadata"]["resourceVersion"] == first["resourceVersion"]
+    shorter = (await api.delete(f"{pods}/p", params={"gracePeriodSeconds": "1"})).json()
+    meta = shorter["metadata"]
+    assert meta["deletionGracePeriodSeconds"] == 1
+    assert parse_rfc3339(meta["deletionTimestamp"]) < parse_rfc3339(first["deletionTimestamp"])
+    assert (await api.get(f"{pods}/p")).json()["metadata"]["deletionGracePeriodSeconds"] == 1
+
+
 async def test_propagation_policy_sets_gc_finalizers(api: httpx.AsyncClient) -> None:
     await make_ns(api, "ns1")
     await api.post(DEP, json=deployment("fg"))
