@@ -75,7 +75,12 @@ class Client:
     def __init__(self, server: str, *, token: str | None = None,
                  verify: ssl.SSLContext | bool = True, namespace: str = "default",
                  timeout: float = 30.0, max_connections: int = 256,
+                 max_keepalive_connections: int = 32,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """``max_connections`` requests at once (more wait for a free
+        connection); ``max_keepalive_connections`` of them stay open between
+        requests (a caller that keeps its own concurrency at or below it
+        never opens a connection twice)."""
         headers = {"Accept": "application/json", "User-Agent": "kubevisor-client/0.1"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -93,7 +98,9 @@ class Client:
         self._http = httpx.AsyncClient(
             base_url=server, headers=headers, verify=verify, http2=False,
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=min(max_keepalive_connections,
+                                                              max_connections)),
             transport=transport,
         )
         # Watches get their own pool: httpcore scans every pooled connection on

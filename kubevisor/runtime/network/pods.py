@@ -27,7 +27,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from kubevisor.runtime.errors import NetworkError
 from kubevisor.runtime.types import PodNetworkInfo
 
-from . import bridge, netlink
+from . import bridge, iproute2, netlink
 from .config import IFNAME_MAX, NetworkConfig
 from .ipam import Ipam
 from .writer import NftWriter, RuleWriter
@@ -132,46 +132,51 @@ class BridgePodNetwork:
             return any(r.get_attr("RTA_GATEWAY") == str(self.config.gateway) for r in routes)
 
     def _build(self, pod_id: str, ip: str) -> None:
+        """Namespace, veth pair on the bridge (hairpin on), ``lo`` and
+        ``eth0`` up, the address and the default route: two ``ip -batch``
+        runs, one on the host and one inside the namespace."""
         name, host_if = self.netns_name(pod_id), self.host_ifname(pod_id)
-        fresh = name not in netns.listnetns(NETNS_DIR)
-        if fresh:
-            netns.create(name)
-        with netlink.iproute() as ipr:
-            netlink.delete_link(ipr, host_if)  # a half-made pair from an earlier attempt
-            bridge_idx = netlink.index(ipr, self.config.bridge)
-            if bridge_idx is None:
-                raise NetworkError(f"bridge {self.config.bridge} is missing (start() not called?)")
-            if not fresh:
-                with netlink.iproute(name) as ns:
-                    netlink.delete_link(ns, POD_IFNAME)
-            ipr.link("add", ifname=host_if, kind="veth",
-                     peer={"ifname": POD_IFNAME, "net_ns_fd": name})
-            host_idx = netlink.index(ipr, host_if)
-            assert host_idx is not None
-            ipr.link("set", index=host_idx, master=bridge_idx)
-            # Hairpin: a pod reaching itself through a service is DNATed (in the
-            # bridge's netfilter hook) back out of the port it came in by.
-            ipr.brport("set", index=host_idx, mode=1)
-            ipr.link("set", index=host_idx, state="up")
-        with netlink.iproute(name) as ns:
-            lo, eth = netlink.index(ns, "lo"), netlink.index(ns, POD_IFNAME)
-            assert lo is not None and eth is not None
-            ns.link("set", index=lo, state="up")
-            ns.addr("add", index=eth, address=ip, prefixlen=self.config.network.prefixlen)
-            ns.link("set", index=eth, state="up")
-            ns.route("replace", dst="0.0.0.0/0", gateway=str(self.config.gateway), oif=eth)
+        host: list[str] = []
+        if os.path.exists(os.path.join(NETNS_DIR, name)):
+            # A half-made pair from an earlier attempt.
+            iproute2.run_batch([f"link del {host_if}"], force=True)
+            iproute2.run_batch([f"link del {POD_IFNAME}"], netns=name, force=True)
+        else:
+            host.append(f"netns add {name}")
+        # Hairpin: a pod reaching itself through a service is DNATed (in the
+        # bridge's netfilter hook) back out of the port it came in by.
+        host += [f"link add {host_if} type veth peer name {POD_IFNAME} netns {name}",
+                 f"link set {host_if} master {self.config.bridge}",
+                 f"link set {host_if} type bridge_slave hairpin on",
+                 f"link set {host_if} up"]
+        try:
+            iproute2.run_batch(host)
+        except NetworkError as exc:
+            if not os.path.exists(f"/sys/class/net/{self.config.bridge}"):
+                raise NetworkError(f"bridge {self.config.bridge} is missing "
+                                   f"(start() not called?)") from exc
+            raise
+        iproute2.run_batch(["link set lo up",
+                            f"addr add {ip}/{self.config.network.prefixlen} dev {POD_IFNAME}",
+                            f"link set {POD_IFNAME} up",
+                            f"route replace default via {self.config.gateway} dev {POD_IFNAME}"],
+                           netns=name)
 
     def _teardown(self, pod_id: str) -> None:
-        with netlink.iproute() as ipr:
-            # The host end first: with containers still inside, the namespace
-            # (and the pair with it) outlives the removal of its name.
-            netlink.delete_link(ipr, self.host_ifname(pod_id))
+        # The host end first: with containers still inside, the namespace
+        # (and the pair with it) outlives the removal of its name.
+        host_if = self.host_ifname(pod_id)
+        try:
+            iproute2.run_batch([f"link del {host_if}"])
+        except NetworkError as exc:
+            if "Cannot find device" not in str(exc):
+                raise
         self._remove_netns(self.netns_name(pod_id))
         self.ipam.release(pod_id)
 
     @staticmethod
     def _remove_netns(name: str) -> None:
-        if name not in netns.listnetns(NETNS_DIR):
+        if not os.path.exists(os.path.join(NETNS_DIR, name)):
             return
         try:
             netns.remove(name)
