@@ -4,7 +4,9 @@ Connects to the API with a kubeconfig, builds the runtime drivers (the
 OCI runtime, the image store under ``<data-dir>/images``, the pod network
 under ``<data-dir>/network``) unless a caller hands them in, then runs
 node registration with its Lease heartbeat, the pod manager and (when the
-host has a proxy driver) the service proxy until ``stop`` is set. Stopping leaves every container running: a new agent on
+host has a proxy driver) the service proxy until ``stop`` is set. The
+heartbeat (Lease, node status) has an API client of its own
+(:mod:`kubevisor.node.apiclient`). Stopping leaves every container running: a new agent on
 the same data dir re-adopts them (restartCount unchanged). Called by
 ``kubevisor up`` (for the local host) and ``kubevisor join``.
 """
@@ -17,11 +19,13 @@ import dataclasses
 import logging
 import socket
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubevisor.client import Client, load_kubeconfig
+from kubevisor.client import load_kubeconfig
+from kubevisor.node.apiclient import open_clients
 from kubevisor.node.config import NodeConfig
 from kubevisor.node.hostinfo import default_route_ip
 from kubevisor.node.pods import PodManager
@@ -33,6 +37,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_POD_CIDR = "10.88.0.0/24"
+#: Threads for blocking pod work (network set-up, IPAM and rootfs file
+#: I/O, volumes): mostly waiting on ``ip``, fsync and mounts, so more than
+#: asyncio's default (cores + 4), which queued pod starts behind each other.
+BLOCKING_THREADS = 32
 
 
 @dataclass(slots=True)
@@ -94,6 +102,8 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
     ``daemonEndpoints``.
     """
     data_dir = data_dir.resolve()
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="node-blocking"))
     conn = load_kubeconfig(kubeconfig)
     name = (node_name or socket.gethostname()).lower()
     node_ip = node_ip or default_route_ip() or "127.0.0.1"
@@ -106,7 +116,7 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
     caps = drivers.runtime.capabilities
     dns_ip = drivers.dns_address if cluster_dns else None
     async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(Client.from_kubeconfig(kubeconfig))
+        client, heartbeat = await stack.enter_async_context(open_clients(kubeconfig))
         if own:
             closer = getattr(drivers.images, "aclose", None)
             if closer is not None:
@@ -129,7 +139,7 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
         pods = PodManager(client, config, runtime=drivers.runtime, images=drivers.images,
                           network=drivers.network, host_ip=node_ip)
         pods_ref.append(pods)
-        registrar = NodeRegistrar(client, config, runtime_version=f"{caps.name}://{caps.version}",
+        registrar = NodeRegistrar(heartbeat, config, runtime_version=f"{caps.name}://{caps.version}",
                                   not_ready=pods.health)
         parts: list[tuple[str, Coroutine[Any, Any, None]]] = [
             ("node-registration", registrar.run()), ("node-pods", pods.run())]

@@ -5,12 +5,18 @@
 and for a repeat of the same (object, fieldPath, reason, message) bumps
 ``count`` and ``lastTimestamp`` of the event already posted, as kubelet's
 correlator does. Failures are logged, never raised: an event is worth
-less than the work it describes. Used by the pod worker and the prober.
+less than the work it describes. Once :meth:`EventRecorder.run` runs,
+:meth:`~EventRecorder.emit` only queues the event (a bounded queue; when
+it is full the event is dropped and counted in ``dropped``) and a few
+senders post it, so no pod worker waits on the API for an event. Used by
+the pod worker and the prober.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from kubevisor.client import Client, ClientError
@@ -46,19 +52,67 @@ def event_object(pod: JSON, *, type: str, reason: str, message: str, node: str,
     }
 
 
+_Queued = tuple[JSON, str, str, str, str | None, bool, float]
+
+
 class EventRecorder:
-    def __init__(self, client: Client, node: str, *, clock: Clock = wall) -> None:
+    def __init__(self, client: Client, node: str, *, clock: Clock = wall,
+                 queue_size: int = 1000, senders: int = 2) -> None:
         self.client = client
         self.node = node
         self._clock = clock
         self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
+        self._queue: deque[_Queued] = deque()
+        self._queue_size = queue_size
+        self._senders = senders
+        self._ready = asyncio.Event()
+        self._running = False
+        #: Events dropped because the queue was full.
+        self.dropped = 0
 
     async def emit(self, pod: JSON, type: str, reason: str, message: str, *,
                    container: str | None = None, init: bool = False) -> None:
+        """Queue the event when the senders run (never waits), else post it."""
+        now = self._clock()
+        if not self._running:
+            await self.post(pod, type, reason, message, container=container, init=init,
+                            now=now)
+            return
+        if len(self._queue) >= self._queue_size:
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                log.warning("events: queue full, %d dropped so far", self.dropped)
+            return
+        self._queue.append((pod, type, reason, message, container, init, now))
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Post queued events until cancelled."""
+        self._running = True
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(self._senders):
+                    group.create_task(self._sender(), name=f"event-sender-{i}")
+        finally:
+            self._running = False
+
+    async def _sender(self) -> None:
+        while True:
+            while not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+            pod, type, reason, message, container, init, now = self._queue.popleft()
+            await self.post(pod, type, reason, message, container=container, init=init,
+                            now=now)
+
+    async def post(self, pod: JSON, type: str, reason: str, message: str, *,
+                   container: str | None = None, init: bool = False,
+                   now: float | None = None) -> None:
+        """Post (or bump the count of) one event now."""
         md = pod.get("metadata") or {}
         path = field_path(container, init=init)
         key = (str(md.get("uid")), path or "", reason, message)
-        now = self._clock()
+        now = self._clock() if now is None else now
         try:
             seen = self._seen.get(key)
             if seen is not None:

@@ -8,7 +8,10 @@ uid, pod namespaces) and, once the informer has synced, starts a worker
 for each of those too: a pod still in the API is re-adopted as it runs
 (restartCount unchanged), a pod that is gone is torn down (orphans).
 Every second it relists the containers (kubelet's PLEG) and wakes the
-workers of pods whose containers changed (an exit, say).
+workers of pods whose containers changed (an exit, say). Workers hand
+statuses to the :class:`~kubevisor.node.statusmanager.StatusManager` and
+events to the :class:`~kubevisor.node.events.EventRecorder`, whose few
+senders this manager runs: no worker waits on the API for either.
 Started by :func:`kubevisor.node.agent.run_node`.
 """
 
@@ -27,6 +30,7 @@ from kubevisor.node.config import NodeConfig
 from kubevisor.node.containers import by_pod
 from kubevisor.node.events import EventRecorder
 from kubevisor.node.probes import ProbeResults
+from kubevisor.node.statusmanager import StatusManager
 from kubevisor.node.worker import PodWorker
 from kubevisor.runtime.errors import RuntimeFailure
 from kubevisor.runtime.types import (
@@ -40,6 +44,15 @@ from kubevisor.runtime.types import (
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 PLEG_THRESHOLD_SECONDS = 180.0
+STATUS_WRITERS = 8
+
+
+def _rv(obj: JSON | None) -> int:
+    """An object's resourceVersion as a number (-1 when absent or not a number)."""
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or -1)
+    except ValueError:
+        return -1
 
 
 class PodManager:
@@ -55,6 +68,8 @@ class PodManager:
         self.clock = clock
         self.runtime_name = runtime.capabilities.name
         self.events = EventRecorder(client, config.node_name, clock=clock)
+        self.statuses = StatusManager(client, writers=STATUS_WRITERS,
+                                      on_written=self.pod_updated)
         self.results = ProbeResults()
         #: uid -> the newest Pod seen (absent: gone from the API).
         self.pods: dict[str, JSON] = {}
@@ -84,8 +99,11 @@ class PodManager:
             return
         if etype == "DELETED":
             self.pods.pop(uid, None)
+            self.statuses.forget(uid)
         elif uid not in self._finalized:
-            self.pods[uid] = obj
+            cached = self.pods.get(uid)
+            if cached is None or _rv(obj) >= _rv(cached) or _rv(obj) < 0:
+                self.pods[uid] = obj
         if self._started:
             self.poke(uid)
 
@@ -109,15 +127,18 @@ class PodManager:
         return own, master
 
     def pod_updated(self, pod: JSON) -> None:
-        """A status this agent wrote: newer than the informer's copy until it catches up."""
+        """A pod as a status write answered it: kept when newer than the
+        copy the watch brought (which may already be newer: a deletion)."""
         uid = pod["metadata"]["uid"]
-        if uid in self.pods:
+        cached = self.pods.get(uid)
+        if cached is not None and _rv(pod) > _rv(cached):
             self.pods[uid] = pod
 
     def forget(self, uid: str) -> None:
         """The pod was finalized: treat it as gone even before the watch says so."""
         self._finalized.add(uid)
         self.pods.pop(uid, None)
+        self.statuses.forget(uid)
         self.poke(uid)
 
     def poke(self, uid: str) -> None:
@@ -179,6 +200,8 @@ class PodManager:
         await self.relist()
         informer = asyncio.create_task(self.informer.run(), name="pod-informer")
         services = asyncio.create_task(self.services.run(), name="pod-services")
+        senders = [asyncio.create_task(self.statuses.run(), name="pod-status-writers"),
+                   asyncio.create_task(self.events.run(), name="event-senders")]
         pleg: asyncio.Task[None] | None = None
         try:
             await self.informer.synced.wait()
@@ -188,10 +211,11 @@ class PodManager:
             log.info("node %s: %d pods bound, %d found on the host",
                      self.config.node_name, len(self.pods), len(self.index))
             pleg = asyncio.create_task(self._relist_loop(), name="pod-relist")
-            await asyncio.gather(informer, pleg)
+            await asyncio.gather(informer, pleg, *senders)
         finally:
             workers = [w.task for w in self.workers.values() if w.task is not None]
-            tasks = [t for t in (informer, services, pleg, *workers) if t is not None]
+            tasks = [t for t in (informer, services, pleg, *senders, *workers)
+                     if t is not None]
             for t in tasks:
                 t.cancel()
             for t in tasks:

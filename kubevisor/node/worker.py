@@ -5,8 +5,9 @@
 (pod changed), by a probe result, by the end of a stop, or by the
 planner's ``requeue_after``. Each sync reads what the runtime has for the
 pod, plans, applies the actions through the drivers (stops run in the
-background: they last up to the grace period), then writes the status
-through ``pods/<name>/status`` when it changed. Starting a container is
+background: they last up to the grace period), then hands the status to
+the status manager when it changed (the manager writes it; the worker
+never waits on the API for it). Starting a container is
 :mod:`kubevisor.node.starting`; its failures are remembered here with a
 back-off (ErrImagePull → ImagePullBackOff, CreateContainerConfigError,
 RunContainerError) and shown as waiting states. Events as kubelet posts
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -91,7 +91,9 @@ class PodWorker:
         self.uid = uid
         self.wake = asyncio.Event()
         self._memo = _Memo()
-        self._written: Any = None
+        #: The last status handed to the status manager (raw, normalized).
+        self._handed: JSON | None = None
+        self._handed_norm: Any = None
         self._known: set[str] = set()
         self._volumes_at = 0.0
         self.task: asyncio.Task[None] | None = None
@@ -219,28 +221,26 @@ class PodWorker:
     # -- status -------------------------------------------------------------
 
     async def write_status(self, pod: JSON, state: PodState, now: float) -> None:
-        status = pod_status(pod, state, now=now, host_ip=self.m.host_ip,
+        """Hand the pod's status to the status manager when it changed. The
+        status is computed over the last one handed over (the API's copy
+        may not show it yet), as kubelet's status manager caches it."""
+        base = self._handed if self._handed is not None else pod.get("status")
+        view = pod if self._handed is None else {**pod, "status": self._handed}
+        status = pod_status(view, state, now=now, host_ip=self.m.host_ip,
                             runtime_name=self.m.runtime_name)
-        if normalized(status) in (normalized(pod.get("status")), self._written):
+        norm = normalized(status)
+        if norm == self._handed_norm or (self._handed is None
+                                         and norm == normalized(pod.get("status"))):
             return
-        body = copy.deepcopy(pod)
-        body["status"] = status
-        try:
-            updated = await self.m.client.update_status(body)
-        except ConflictError:
-            self.wake.set()  # the informer brings the newer pod; try again with it
-            return
-        except NotFoundError:
-            return
-        self._written = normalized(status)
-        self.m.pod_updated(updated)
-        await self._backoff_events(pod, status)
+        self.m.statuses.set(pod, status)
+        self._handed, self._handed_norm = status, norm
+        await self._backoff_events(pod, base or {}, status)
 
-    async def _backoff_events(self, pod: JSON, status: JSON) -> None:
+    async def _backoff_events(self, pod: JSON, before_status: JSON, status: JSON) -> None:
         """BackOff events when a container enters a back-off, as kubelet posts them."""
         old = {s.get("name"): s for s in [
-            *((pod.get("status") or {}).get("initContainerStatuses") or []),
-            *((pod.get("status") or {}).get("containerStatuses") or [])]}
+            *(before_status.get("initContainerStatuses") or []),
+            *(before_status.get("containerStatuses") or [])]}
         for init, key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
             for st in status.get(key) or []:
                 reason = ((st.get("state") or {}).get("waiting") or {}).get("reason")
