@@ -62,3 +62,8 @@ def import_(
         raise typer.Exit(1) from exc
     for ref, image_id in loaded:
         typer.echo(f"{ref or '<no name>'}\t{image_id}")
+
+
+from kubevisor.cli.vmimage import add as _vm_image_add  # noqa: E402
+
+image_app.command("add")(_vm_image_add)

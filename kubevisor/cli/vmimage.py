@@ -1,0 +1,189 @@
+"""``kubevisor image add NAME FILE``: publish a VM disk image in the library.
+
+The qcow2 or raw file is checked with ``qemu-img info``, copied into
+``<data-dir>/images/vm/sha256/<hex>`` (content-addressed, with a progress
+bar on a terminal; the same content is stored once), its firmware read
+from its partition table, and a ClusterVirtualMachineImage (or, with
+``--namespace``, a VirtualMachineImage) named NAME created or updated
+through the API with its status: disks, firmware, osInfo, type and a
+Ready condition. The digest rides in an annotation so the node agent
+finds the file. Registered on ``image_app`` by :mod:`kubevisor.cli.image`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+API_VERSION = "vmoperator.vmware.com/v1alpha6"
+FIELD_MANAGER = "kubevisor-image-add"
+FORMATS = ("qcow2", "raw")
+
+
+class AddError(Exception):
+    """Bad input or a failed step; its text is the one error line printed."""
+
+
+def add(
+    name: Annotated[str, typer.Argument(help="The image object's name.")],
+    file: Annotated[Path, typer.Argument(help="A qcow2 or raw disk image file.")],
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n",
+        help="Publish a VirtualMachineImage in NS (default: a ClusterVirtualMachineImage).")] = None,
+    data_dir: Annotated[Path, typer.Option(
+        "--data-dir", help="The data dir (images live in DIR/images/vm).")] = Path(".kubevisor"),
+    kubeconfig: Annotated[Path | None, typer.Option(
+        "--kubeconfig", help="Default: DATA_DIR/kubeconfig.")] = None,
+    firmware: Annotated[str | None, typer.Option(
+        "--firmware", help="bios or uefi (default: read from the partition table).")] = None,
+    os_id: Annotated[str, typer.Option("--os-id", help="status.osInfo.id")] = "",
+    os_type: Annotated[str, typer.Option("--os-type", help="status.osInfo.type, e.g. linux")] = "",
+    os_version: Annotated[str, typer.Option("--os-version", help="status.osInfo.version")] = "",
+) -> None:
+    """Import a VM disk image (qcow2 or raw) and publish it as a (Cluster)VirtualMachineImage."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    try:
+        fw = _firmware_option(firmware)
+        result = asyncio.run(_add(
+            name, file, namespace=namespace, root=data_dir / "images" / "vm",
+            kubeconfig=kubeconfig or data_dir / "kubeconfig", firmware=fw,
+            os_info={"id": os_id, "type": os_type, "version": os_version}, console=console))
+    except AddError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(result)
+
+
+def _firmware_option(value: str | None) -> str | None:
+    if value is None:
+        return None
+    mapped = {"bios": "bios", "uefi": "efi", "efi": "efi"}.get(value.lower())
+    if mapped is None:
+        raise AddError(f"--firmware must be bios or uefi, not {value!r}")
+    return mapped
+
+
+async def _add(name: str, file: Path, *, namespace: str | None, root: Path, kubeconfig: Path,
+               firmware: str | None, os_info: dict[str, str], console: Any) -> str:
+    from kubevisor.client import Client, ClientError
+    from kubevisor.runtime.qemu import disks, library
+    from kubevisor.runtime.qemu.errors import DiskError
+
+    if not file.is_file():
+        raise AddError(f"{file}: no such file")
+    if not kubeconfig.is_file():
+        raise AddError(f"{kubeconfig}: no kubeconfig (is the server up? see --kubeconfig)")
+    try:
+        info = await disks.info(str(file))
+    except DiskError as exc:
+        raise AddError(f"{file}: not a disk image ({exc})") from exc
+    if info.format not in FORMATS:
+        raise AddError(f"{file}: a {info.format} image; only qcow2 and raw are supported")
+    if info.backing_file:
+        raise AddError(f"{file}: has a backing file ({info.backing_file}); "
+                       "convert it to a standalone image first")
+    size = file.stat().st_size
+    if info.format == "raw" and (size == 0 or size % 512):
+        raise AddError(f"{file}: not a disk image (raw, but {size} bytes "
+                       "is not a whole number of 512-byte sectors)")
+    try:
+        stored = await asyncio.to_thread(_import_with_bar, file, root, console)
+        if firmware is None:
+            firmware = await library.detect_firmware(stored.path, info.format)
+    except DiskError as exc:
+        raise AddError(str(exc)) from exc
+    status = image_status(name, fmt=info.format, virtual_size=info.virtual_size,
+                          actual_size=info.actual_size or stored.size, firmware=firmware,
+                          digest=stored.digest, os_info=os_info)
+    kind = "VirtualMachineImage" if namespace else "ClusterVirtualMachineImage"
+    try:
+        async with Client.from_kubeconfig(kubeconfig) as client:
+            await publish(client, kind, name, namespace=namespace, digest=stored.digest,
+                          status=status)
+    except ClientError as exc:
+        raise AddError(f"{kind} {name}: {exc}") from exc
+    where = f"{namespace}/" if namespace else ""
+    copied = "stored" if stored.added else "already stored"
+    return (f"{kind.lower()} {where}{name}: {info.format}, {info.virtual_size} bytes, "
+            f"{firmware}, {stored.digest} ({copied})")
+
+
+def _import_with_bar(file: Path, root: Path, console: Any) -> Any:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    from kubevisor.runtime.qemu import library
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task(file.name, total=file.stat().st_size)
+        return library.import_file(
+            file, root, progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def image_status(name: str, *, fmt: str, virtual_size: int, actual_size: int, firmware: str,
+                 digest: str, os_info: dict[str, str]) -> dict[str, Any]:
+    """The status ``image add`` publishes for one imported disk."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status: dict[str, Any] = {
+        "name": name,
+        "type": fmt,
+        "firmware": firmware,
+        "disks": [{"name": "disk-0", "limit": str(virtual_size), "requested": str(actual_size)}],
+        "providerItemID": digest,
+        "providerContentVersion": digest,
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "Imported", "lastTransitionTime": now,
+            "message": f"{fmt} disk of {virtual_size} bytes stored as {digest}"}],
+    }
+    os_fields = {key: value for key, value in os_info.items() if value}
+    if os_fields:
+        status["osInfo"] = os_fields
+    return status
+
+
+async def publish(client: Any, kind: str, name: str, *, namespace: str | None, digest: str,
+                  status: dict[str, Any]) -> dict[str, Any]:
+    """Create or update the image object, then write its status."""
+    from kubevisor.client import AlreadyExistsError, ConflictError
+    from kubevisor.runtime.qemu.library import DIGEST_ANNOTATION, DIGEST_LABEL
+
+    meta: dict[str, Any] = {"name": name,
+                            "annotations": {DIGEST_ANNOTATION: digest},
+                            "labels": {DIGEST_LABEL: digest.removeprefix("sha256:")[:16]}}
+    if namespace:
+        meta["namespace"] = namespace
+    try:
+        obj = await client.create({"apiVersion": API_VERSION, "kind": kind, "metadata": meta,
+                                   "spec": {}}, field_manager=FIELD_MANAGER)
+    except AlreadyExistsError:
+        obj = None
+    if obj is None:
+        obj = await client.patch(API_VERSION, kind, name, {"metadata": {
+            "annotations": meta["annotations"], "labels": meta["labels"]}},
+            namespace=namespace, field_manager=FIELD_MANAGER)
+    for attempt in range(5):
+        old = (obj.get("status") or {}).get("conditions") or []
+        ready = next((c for c in old if c.get("type") == "Ready"), None)
+        if ready and ready.get("status") == "True":  # keep when it last changed
+            status["conditions"][0]["lastTransitionTime"] = ready["lastTransitionTime"]
+        obj["status"] = status
+        try:
+            return dict(await client.update_status(obj, field_manager=FIELD_MANAGER))
+        except ConflictError:  # someone wrote in between: read and try again
+            if attempt == 4:
+                raise
+            obj = await client.get(API_VERSION, kind, name, namespace=namespace)
+    raise AssertionError("unreachable")
