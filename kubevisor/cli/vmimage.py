@@ -30,7 +30,8 @@ class AddError(Exception):
 
 def add(
     name: Annotated[str, typer.Argument(help="The image object's name.")],
-    file: Annotated[Path, typer.Argument(help="A qcow2 or raw disk image file.")],
+    source: Annotated[str, typer.Argument(
+        metavar="FILE_OR_URL", help="A qcow2 or raw disk image file, or an http(s) URL of one.")],
     namespace: Annotated[str | None, typer.Option(
         "--namespace", "-n",
         help="Publish a VirtualMachineImage in NS (default: a ClusterVirtualMachineImage).")] = None,
@@ -51,7 +52,7 @@ def add(
     try:
         fw = _firmware_option(firmware)
         result = asyncio.run(_add(
-            name, file, namespace=namespace, root=data_dir / "images" / "vm",
+            name, source, namespace=namespace, root=data_dir / "images" / "vm",
             kubeconfig=kubeconfig or data_dir / "kubeconfig", firmware=fw,
             os_info={"id": os_id, "type": os_type, "version": os_version}, console=console))
     except AddError as exc:
@@ -69,39 +70,45 @@ def _firmware_option(value: str | None) -> str | None:
     return mapped
 
 
-async def _add(name: str, file: Path, *, namespace: str | None, root: Path, kubeconfig: Path,
+async def _add(name: str, source: str, *, namespace: str | None, root: Path, kubeconfig: Path,
                firmware: str | None, os_info: dict[str, str], console: Any) -> str:
     from kubevisor.client import Client, ClientError
-    from kubevisor.runtime.qemu import disks, library
+    from kubevisor.runtime.qemu import library
     from kubevisor.runtime.qemu.errors import DiskError
 
-    if not file.is_file():
-        raise AddError(f"{file}: no such file")
+    is_url = "://" in source
+    if not is_url:  # cheap checks of a local file before anything else
+        if not Path(source).is_file():
+            raise AddError(f"{source}: no such file")
+        await _inspect(Path(source), label=source)
     if not kubeconfig.is_file():
         raise AddError(f"{kubeconfig}: no kubeconfig (is the server up? see --kubeconfig)")
+    kind = "VirtualMachineImage" if namespace else "ClusterVirtualMachineImage"
+    try:  # fail before a long copy when the API cannot take the object
+        async with Client.from_kubeconfig(kubeconfig) as client:
+            await client.resource(API_VERSION, kind)
+            if namespace:
+                await client.get("v1", "Namespace", namespace)
+    except ClientError as exc:
+        raise AddError(f"{kind} {name}: {exc}") from exc
+    download = await _download(source, root, console) if is_url else None
+    file = download or Path(source)
     try:
-        info = await disks.info(str(file))
-    except DiskError as exc:
-        raise AddError(f"{file}: not a disk image ({exc})") from exc
-    if info.format not in FORMATS:
-        raise AddError(f"{file}: a {info.format} image; only qcow2 and raw are supported")
-    if info.backing_file:
-        raise AddError(f"{file}: has a backing file ({info.backing_file}); "
-                       "convert it to a standalone image first")
-    size = file.stat().st_size
-    if info.format == "raw" and (size == 0 or size % 512):
-        raise AddError(f"{file}: not a disk image (raw, but {size} bytes "
-                       "is not a whole number of 512-byte sectors)")
-    try:
-        stored = await asyncio.to_thread(_import_with_bar, file, root, console)
+        fmt, virtual_size, actual_size = await _inspect(file, label=source)
+        if download is not None:
+            stored = await asyncio.to_thread(library.adopt_file, download, root)
+        else:
+            stored = await asyncio.to_thread(_import_with_bar, file, root, console)
         if firmware is None:
-            firmware = await library.detect_firmware(stored.path, info.format)
+            firmware = await library.detect_firmware(stored.path, fmt)
     except DiskError as exc:
         raise AddError(str(exc)) from exc
-    status = image_status(name, fmt=info.format, virtual_size=info.virtual_size,
-                          actual_size=info.actual_size or stored.size, firmware=firmware,
+    finally:
+        if download is not None:
+            download.unlink(missing_ok=True)
+    status = image_status(name, fmt=fmt, virtual_size=virtual_size,
+                          actual_size=actual_size or stored.size, firmware=firmware,
                           digest=stored.digest, os_info=os_info)
-    kind = "VirtualMachineImage" if namespace else "ClusterVirtualMachineImage"
     try:
         async with Client.from_kubeconfig(kubeconfig) as client:
             await publish(client, kind, name, namespace=namespace, digest=stored.digest,
@@ -110,11 +117,66 @@ async def _add(name: str, file: Path, *, namespace: str | None, root: Path, kube
         raise AddError(f"{kind} {name}: {exc}") from exc
     where = f"{namespace}/" if namespace else ""
     copied = "stored" if stored.added else "already stored"
-    return (f"{kind.lower()} {where}{name}: {info.format}, {info.virtual_size} bytes, "
+    return (f"{kind.lower()} {where}{name}: {fmt}, {virtual_size} bytes, "
             f"{firmware}, {stored.digest} ({copied})")
 
 
-def _import_with_bar(file: Path, root: Path, console: Any) -> Any:
+async def _inspect(file: Path, *, label: str) -> tuple[str, int, int]:
+    """Format, virtual size and allocated size; AddError unless ``file``
+    is a standalone qcow2 or raw disk."""
+    from kubevisor.runtime.qemu import disks
+    from kubevisor.runtime.qemu.errors import DiskError
+
+    try:
+        info = await disks.info(str(file))
+    except DiskError as exc:
+        raise AddError(f"{label}: not a disk image ({exc})") from exc
+    if info.format not in FORMATS:
+        raise AddError(f"{label}: a {info.format} image; only qcow2 and raw are supported")
+    if info.backing_file:
+        raise AddError(f"{label}: has a backing file ({info.backing_file}); "
+                       "convert it to a standalone image first")
+    size = file.stat().st_size
+    if info.format == "raw" and (size == 0 or size % 512):
+        raise AddError(f"{label}: not a disk image (raw, but {size} bytes "
+                       "is not a whole number of 512-byte sectors)")
+    return info.format, info.virtual_size, info.actual_size
+
+
+async def _download(url: str, root: Path, console: Any) -> Path:
+    """GET ``url`` (http or https) into the library's download dir, with a
+    progress bar; the caller removes the file."""
+    import tempfile
+
+    import httpx
+
+    from kubevisor.runtime.qemu import library
+
+    if not url.startswith(("http://", "https://")):
+        raise AddError(f"{url}: only http and https URLs are supported")
+    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=library.download_dir(root))
+    path = Path(tmp)
+    try:
+        with _bar(console) as bar, open(fd, "wb") as out:
+            async with httpx.AsyncClient(follow_redirects=True, timeout=60) as http, \
+                    http.stream("GET", url) as resp:
+                if resp.status_code != 200:
+                    raise AddError(f"{url}: HTTP {resp.status_code} {resp.reason_phrase}")
+                total = int(resp.headers.get("content-length") or 0) or None
+                task = bar.add_task(url.rsplit("/", 1)[-1] or url, total=total)
+                async for chunk in resp.aiter_bytes(library.CHUNK):
+                    out.write(chunk)
+                    bar.advance(task, len(chunk))
+    except (httpx.HTTPError, OSError) as exc:
+        path.unlink(missing_ok=True)
+        raise AddError(f"{url}: {exc or type(exc).__name__}") from exc
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _bar(console: Any) -> Any:
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -123,11 +185,15 @@ def _import_with_bar(file: Path, root: Path, console: Any) -> Any:
         TransferSpeedColumn,
     )
 
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), console=console, transient=True,
+                    disable=not console.is_terminal)
+
+
+def _import_with_bar(file: Path, root: Path, console: Any) -> Any:
     from kubevisor.runtime.qemu import library
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=console, transient=True,
-                  disable=not console.is_terminal) as bar:
+    with _bar(console) as bar:
         task = bar.add_task(file.name, total=file.stat().st_size)
         return library.import_file(
             file, root, progress=lambda done, total: bar.update(task, completed=done, total=total))

@@ -5,11 +5,14 @@ named by its sha256 and stored once; bad input is one error line."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import shutil
 import struct
 import subprocess
 import sys
+import threading
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -194,3 +197,46 @@ def test_unreachable_api_is_one_error_line(server: KubevisorServer, tmp_path: Pa
     assert result.returncode == 1, result.stdout
     assert result.stderr.startswith("error: ClusterVirtualMachineImage nowhere: ")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "images" / "vm" / "sha256").exists()  # checked before copying
+    result = _kubevisor("nons", str(disk), "--data-dir", str(server.data_dir),
+                        "--namespace", unique("absent"))
+    assert result.returncode == 1 and "not found" in result.stderr.lower(), result.stderr
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory served over HTTP on loopback, and its base URL."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+@pytest.mark.slow
+def test_add_from_a_loopback_url(server: KubevisorServer, http_dir: tuple[Path, str]) -> None:
+    www, base = http_dir
+    disk = _qemu_img_create(www / "web.qcow2", "qcow2", "32M")
+    (www / "junk.img").write_text("hello\n")
+    name = unique("web")
+    result = _kubevisor(name, f"{base}/web.qcow2", "--data-dir", str(server.data_dir))
+    assert result.returncode == 0, result.stderr
+    cvmi = server.kubectl_json("get", "cvmi", name)
+    assert cvmi["metadata"]["annotations"][library.DIGEST_ANNOTATION] == "sha256:" + _sha256(disk)
+    assert cvmi["status"]["disks"][0]["limit"] == str(32 << 20)
+    vm_root = server.data_dir / "images" / "vm"
+    assert (vm_root / "sha256" / _sha256(disk)).is_file()
+    for bad, text in ((f"{base}/missing.qcow2", "HTTP 404"), (f"{base}/junk.img", "not a disk image"),
+                      ("ftp://127.0.0.1/x.qcow2", "only http and https")):
+        result = _kubevisor(unique("bad"), bad, "--data-dir", str(server.data_dir))
+        assert result.returncode == 1 and text in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1
+    assert not any((vm_root / "downloads").iterdir())

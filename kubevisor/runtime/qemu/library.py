@@ -59,6 +59,36 @@ def stored_path(root: Path, digest: str) -> Path:
     return root / "sha256" / hex_
 
 
+def download_dir(root: Path) -> Path:
+    """Where downloads land before :func:`adopt_file` (same filesystem)."""
+    path = root / "downloads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def adopt_file(path: Path, root: Path) -> StoredImage:
+    """Move ``path`` (a download inside ``root``) into the library under
+    its sha256: hashed, renamed, never copied; dropped if already stored."""
+    hasher = hashlib.sha256()
+    try:
+        with open(path, "rb") as src:
+            while chunk := src.read(CHUNK):
+                hasher.update(chunk)
+        size = path.stat().st_size
+        blobs = root / "sha256"
+        blobs.mkdir(parents=True, exist_ok=True)
+        final = blobs / hasher.hexdigest()
+        if final.is_file():
+            path.unlink()
+            return StoredImage(digest="sha256:" + hasher.hexdigest(), path=final, size=size,
+                               added=False)
+        os.chmod(path, 0o444)
+        os.replace(path, final)
+    except OSError as exc:
+        raise DiskError(f"{path}: {exc.strerror or exc}") from exc
+    return StoredImage(digest="sha256:" + hasher.hexdigest(), path=final, size=size, added=True)
+
+
 def import_file(source: Path, root: Path, *, progress: Progress | None = None) -> StoredImage:
     """Copy ``source`` into the library under its sha256 (blocking; run it
     in a thread from async code). A source already imported unchanged
@@ -129,8 +159,9 @@ def _read_index(root: Path) -> dict[str, str]:
 
 
 def _write_index(root: Path, index: dict[str, str]) -> None:
-    tmp = root / f".{_INDEX}.tmp"
-    tmp.write_text(json.dumps(index, sort_keys=True))
+    fd, tmp = tempfile.mkstemp(prefix=f".{_INDEX}.", dir=root)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(index, sort_keys=True))
     os.replace(tmp, root / _INDEX)
 
 
