@@ -29,7 +29,7 @@ class AddError(Exception):
 
 
 def add(
-    name: Annotated[str, typer.Argument(help="The image object's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The image object's name.")],
     source: Annotated[str, typer.Argument(
         metavar="FILE_OR_URL", help="A qcow2 or raw disk image file, or an http(s) URL of one.")],
     namespace: Annotated[str | None, typer.Option(
