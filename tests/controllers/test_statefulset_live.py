@@ -8,7 +8,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from kubevisor.client import Client
+from kubevisor.client import Client, ConflictError
 from tests.controllers.nodeplay import (
     eventually,
     finish_deletions,
@@ -140,10 +140,15 @@ async def test_rolling_update_highest_first_down_to_partition(api: Client) -> No
     old = {n: p["metadata"]["labels"]["controller-revision-hash"]
            for n, p in (await pods(api, NS)).items()}
     assert len(set(old.values())) == 1
-    sts = await api.get("apps/v1", "StatefulSet", "web", namespace=NS)
-    body = copy.deepcopy(sts)
-    body["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:2"
-    await api.update(body)
+    for _ in range(20):  # retried on conflict: the controller writes status meanwhile
+        sts = await api.get("apps/v1", "StatefulSet", "web", namespace=NS)
+        body = copy.deepcopy(sts)
+        body["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:2"
+        try:
+            await api.update(body)
+            break
+        except ConflictError:
+            continue
 
     async def pod_updated(name: str) -> dict[str, Any] | None:
         await finish_deletions(api, NS)

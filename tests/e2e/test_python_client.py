@@ -267,8 +267,16 @@ def test_deployments(api: client.ApiClient, ns: str) -> None:
     assert current.spec.replicas == 4
     assert current.metadata.generation == 2
 
-    current.spec.template.spec.containers[0].image = "nginx:1.28"
-    replaced = apps.replace_namespaced_deployment("py-web", ns, current)
+    # read-modify-replace retried on 409, as client-go's RetryOnConflict: the
+    # Deployment controller writes status in between
+    for _ in range(20):
+        current.spec.template.spec.containers[0].image = "nginx:1.28"
+        try:
+            replaced = apps.replace_namespaced_deployment("py-web", ns, current)
+            break
+        except client.exceptions.ApiException as exc:
+            assert exc.status == 409, exc
+            current = apps.read_namespaced_deployment("py-web", ns)
     assert replaced.metadata.generation == 3
     listed = apps.list_deployment_for_all_namespaces(label_selector="app=py-web").items
     assert [(d.metadata.namespace, d.metadata.name) for d in listed] == [(ns, "py-web")]
