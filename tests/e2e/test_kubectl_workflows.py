@@ -82,6 +82,10 @@ def test_list_manifest(server: KubevisorServer, ns: str) -> None:
     as_list = {"apiVersion": "v1", "kind": "List", "items": items}
     out = server.kubectl("create", "-f", "-", input=json.dumps(as_list)).stdout.splitlines()
     assert out == ["pod/list-pod created", "configmap/list-cm created"]
+    # the scheduler reports the pod unschedulable (no node here) first: the
+    # exported resourceVersions must be the settled ones
+    server.kubectl("wait", "pod/list-pod", "-n", ns, "--for=condition=PodScheduled=false",
+                   "--timeout=30s")
     # what `kubectl get -o yaml` prints is a List that applies back unchanged
     exported = server.kubectl("get", "cm/list-cm", "pod/list-pod", "-n", ns, "-o", "yaml").stdout
     out = server.kubectl("apply", "-f", "-", input=exported).stdout.splitlines()

@@ -170,4 +170,6 @@ def test_rolling_updates_of_pods_that_stop_on_sigterm_lose_no_request(
     failed = [line for line in lines if not line.startswith("OK ")]
     assert len(lines) > 100
     assert not failed, f"{len(failed)} of {len(lines)} requests failed: {failed[:10]}"
-    assert served_by(lines[-1])[1] == "2"
+    # the last rollout (to version 2) took over; a request may still have
+    # been in flight on its way to an old pod when the client stopped
+    assert "2" in {served_by(line)[1] for line in lines[-20:]}
