@@ -5,33 +5,23 @@ IPs and Ready conditions through the status subresource."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+import functools
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
 
 from kubevisor.client import Client, NotFoundError
 from kubevisor.controllers.endpointslices import CONTROLLER_NAME, MANAGED_BY, SERVICE_NAME
+from tests.controllers.nodeplay import eventually as _eventually
+from tests.controllers.nodeplay import now
 
 JSON = dict[str, Any]
 NODE = "node-a"
 
 
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0,
-                     what: str = "condition") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        assert loop.time() < deadline, f"{what} not met in {timeout}s"
-        await asyncio.sleep(0.05)
+#: Polls as nodeplay.eventually does, with this module's 20 s default.
+eventually = functools.partial(_eventually, timeout=20.0)
 
 
 async def setup(api: Client, ns: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,15 @@ from kubevisor.client import Client
 from kubevisor.controllers import loadbalancer
 from kubevisor.controllers.loadbalancer import LoadBalancerController
 from tests.client.live import live_apiserver, require_apiserver
+from tests.controllers.nodeplay import eventually as _eventually
 
 JSON = dict[str, Any]
 POOL = "198.51.100.9-198.51.100.10"
 NS = "lb"
+
+
+#: Polls as nodeplay.eventually does, with this module's 20 s default.
+eventually = functools.partial(_eventually, timeout=20.0)
 
 
 @contextlib.asynccontextmanager
@@ -41,18 +47,6 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
     async with live_apiserver(tmp_path) as live, Client.from_kubeconfig(live.kubeconfig) as c:
         await c.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         yield c
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0,
-                     what: str = "condition") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        assert loop.time() < deadline, f"{what} not met in {timeout}s"
-        await asyncio.sleep(0.05)
 
 
 async def lb(client: Client, name: str, **spec: Any) -> JSON:
