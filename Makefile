@@ -37,10 +37,8 @@ $(DEB_STAMP): Makefile scripts/install-debian-packages.sh
 	scripts/install-debian-packages.sh $(DEB_PACKAGES)
 	@mkdir -p $(dir $@) && touch $@
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml scripts/install-python-deps.sh
+	PYTHON=$(PYTHON) scripts/install-python-deps.sh $(VENV)
 	touch $@
 
 lint: deps
