@@ -210,6 +210,7 @@ def delete_options(body: Any, query: dict[str, str]) -> JSON:
         if not isinstance(body, dict):
             raise errors.bad_request("the DeleteOptions in the request body are not an object")
         opts = dict(body)
+        _check_delete_option_types(opts)
     if "gracePeriodSeconds" in query:
         try:
             opts["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
@@ -237,6 +238,34 @@ def delete_options(body: Any, query: dict[str, str]) -> JSON:
     if grace is not None and not isinstance(grace, int):
         raise errors.bad_request("gracePeriodSeconds must be an integer")
     return opts
+
+
+#: DeleteOptions fields and the Go types kube-apiserver decodes them into.
+_DELETE_OPTION_TYPES: dict[str, tuple[str, Any]] = {
+    "gracePeriodSeconds": ("int64", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "orphanDependents": ("bool", lambda v: isinstance(v, bool)),
+    "propagationPolicy": ("string", lambda v: isinstance(v, str)),
+    "dryRun": ("[]string", lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)),
+    "preconditions": ("v1.Preconditions", lambda v: isinstance(v, dict) and all(
+        isinstance(v.get(k), str | None) for k in ("uid", "resourceVersion"))),
+}
+
+
+_JSON_KINDS = {bool: "bool", int: "number", float: "number", str: "string", list: "array",
+               dict: "object"}
+
+
+def _check_delete_option_types(opts: JSON) -> None:
+    """400 for a DeleteOptions field of the wrong JSON type, worded as the
+    Go decoder words it; null means unset."""
+    for field, (go_type, ok) in _DELETE_OPTION_TYPES.items():
+        value = opts.get(field)
+        if value is None:
+            opts.pop(field, None)
+        elif not ok(value):
+            raise errors.bad_request(
+                f"json: cannot unmarshal {_JSON_KINDS.get(type(value), 'value')} into Go struct field "
+                f"DeleteOptions.{field} of type {go_type}")
 
 
 def check_preconditions(rt: ResourceType, opts: JSON, obj: JSON) -> None:

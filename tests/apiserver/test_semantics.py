@@ -110,6 +110,20 @@ async def test_delete_preconditions(api: httpx.AsyncClient) -> None:
     assert (await api.get(f"{CM}/a")).status_code == 200
 
 
+async def test_delete_options_of_the_wrong_type_are_a_bad_request(api: httpx.AsyncClient) -> None:
+    await make_ns(api, "ns1")
+    await api.post(CM, json=cm("a"))
+    for body, field in (({"apiVersion": None, "dryRun": True}, "dryRun of type []string"),
+                        ({"gracePeriodSeconds": "5"}, "gracePeriodSeconds of type int64"),
+                        ({"preconditions": {"uid": 7}}, "preconditions of type v1.Preconditions")):
+        r = await api.request("DELETE", f"{CM}/a", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["reason"] == "BadRequest" and field in r.json()["message"]
+    assert (await api.get(f"{CM}/a")).status_code == 200
+    r = await api.request("DELETE", f"{CM}/a", json={"dryRun": None, "gracePeriodSeconds": 0})
+    assert r.status_code == 200 and (await api.get(f"{CM}/a")).status_code == 404
+
+
 async def test_namespace_termination_and_finalize(api: httpx.AsyncClient) -> None:
     await make_ns(api, "ns1")
     r = await api.delete("/api/v1/namespaces/ns1")

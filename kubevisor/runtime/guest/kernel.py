@@ -1,6 +1,8 @@
 """Debian's kernel for the test guest, taken from the ``linux-image-amd64``
 package without installing it on the host: ``apt-get download`` into the
-cache, the parts needed unpacked (``dpkg-deb --fsys-tarfile``) into a
+cache (once per machine: the .deb is also kept in :data:`MACHINE_DEBS`, and
+apt's own archive is looked at first, so a fresh clone builds its guest
+without the network), the parts needed unpacked (``dpkg-deb --fsys-tarfile``) into a
 versioned directory. Kernel modules are
 found by name and their dependencies read from each module's
 ``.modinfo`` section (the .deb ships no ``modules.dep``).
@@ -22,6 +24,11 @@ from pathlib import Path
 from kubevisor.runtime.qemu.errors import GuestImageError
 
 META_PACKAGE = "linux-image-amd64"
+
+#: Machine-wide .deb caches looked in before downloading: kubevisor's own
+#: (``KUBEVISOR_DEB_CACHE``), which keeps every .deb downloaded, and apt's.
+MACHINE_DEBS = Path(os.environ.get("KUBEVISOR_DEB_CACHE", "/var/cache/kubevisor/debs"))
+APT_ARCHIVES = Path("/var/cache/apt/archives")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +61,38 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
     return done.stdout
 
 
+def _newest(package: str, *dirs: Path) -> Path | None:
+    for folder in dirs:
+        found = sorted(folder.glob(f"{package}_*.deb"))
+        if found:
+            return found[-1]
+    return None
+
+
 def _download(package: str, debs: Path) -> Path:
-    """The cached .deb of ``package`` (newest if several), downloaded when absent."""
-    found = sorted(debs.glob(f"{package}_*.deb"))
-    if not found:
+    """The cached .deb of ``package`` (newest if several): from ``debs``, else
+    copied from a machine cache, else downloaded (and kept for the machine)."""
+    found = _newest(package, debs)
+    if found is not None:
+        return found
+    found = _newest(package, MACHINE_DEBS, APT_ARCHIVES)
+    if found is None:
         if shutil.which("apt-get") is None:
             raise GuestImageError(f"{package}: not cached in {debs} and apt-get is missing")
         _run(["apt-get", "download", package], cwd=debs)
-        found = sorted(debs.glob(f"{package}_*.deb"))
-        if not found:
+        found = _newest(package, debs)
+        if found is None:
             raise GuestImageError(f"apt-get download {package} left no .deb in {debs}")
-    return found[-1]
+        try:
+            MACHINE_DEBS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, MACHINE_DEBS / f".{found.name}.partial")
+            (MACHINE_DEBS / f".{found.name}.partial").rename(MACHINE_DEBS / found.name)
+        except OSError:
+            pass  # only a cache: a later clone downloads again
+        return found
+    partial = debs / f".{found.name}.partial"
+    shutil.copyfile(found, partial)
+    return partial.rename(debs / found.name)
 
 
 def fetch_kernel(cache_dir: Path) -> KernelTree:
