@@ -15,14 +15,11 @@ pip="$venv/bin/pip"
 test -x "$venv/bin/python" || "${PYTHON:-python3}" -m venv "$venv"
 build_requires=$("$venv/bin/python" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
 
-# pip itself first: when the index is unreachable this fails after one lookup
+# few retries: with no name service each failed lookup costs about 12 s
 if "$pip" install --quiet --retries 0 --upgrade pip && "$pip" install --quiet --retries 1 -e '.[dev]'; then
-    if "$venv/bin/python" scripts/wheelhouse.py "$wheels" \
-        && "$pip" download --quiet --retries 1 --dest "$wheels" $build_requires; then
-        :
-    else
-        echo "warning: could not keep wheels in $wheels" >&2
-    fi
+    { "$venv/bin/python" scripts/wheelhouse.py "$wheels" \
+        && "$pip" download --quiet --retries 1 --dest "$wheels" $build_requires; } \
+        || echo "warning: could not keep wheels in $wheels" >&2
     exit 0
 fi
 if [ ! -d "$wheels" ]; then

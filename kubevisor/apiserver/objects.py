@@ -234,9 +234,6 @@ def delete_options(body: Any, query: dict[str, str]) -> JSON:
             "propagationPolicy", "FieldValueInvalid",
             'Invalid value: "' + policy + '": orphanDependents and deletionPropagation cannot '
             "be both set")])
-    grace = opts.get("gracePeriodSeconds")
-    if grace is not None and not isinstance(grace, int):
-        raise errors.bad_request("gracePeriodSeconds must be an integer")
     return opts
 
 

@@ -69,6 +69,13 @@ def _newest(package: str, *dirs: Path) -> Path | None:
     return None
 
 
+def _keep(deb: Path, folder: Path) -> Path:
+    """A copy of ``deb`` in ``folder``, appearing whole (written aside, renamed)."""
+    partial = folder / f".{deb.name}.partial"
+    shutil.copyfile(deb, partial)
+    return partial.rename(folder / deb.name)
+
+
 def _download(package: str, debs: Path) -> Path:
     """The cached .deb of ``package`` (newest if several): from ``debs``, else
     copied from a machine cache, else downloaded (and kept for the machine)."""
@@ -76,23 +83,20 @@ def _download(package: str, debs: Path) -> Path:
     if found is not None:
         return found
     found = _newest(package, MACHINE_DEBS, APT_ARCHIVES)
+    if found is not None:
+        return _keep(found, debs)
+    if shutil.which("apt-get") is None:
+        raise GuestImageError(f"{package}: not cached in {debs} and apt-get is missing")
+    _run(["apt-get", "download", package], cwd=debs)
+    found = _newest(package, debs)
     if found is None:
-        if shutil.which("apt-get") is None:
-            raise GuestImageError(f"{package}: not cached in {debs} and apt-get is missing")
-        _run(["apt-get", "download", package], cwd=debs)
-        found = _newest(package, debs)
-        if found is None:
-            raise GuestImageError(f"apt-get download {package} left no .deb in {debs}")
-        try:
-            MACHINE_DEBS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(found, MACHINE_DEBS / f".{found.name}.partial")
-            (MACHINE_DEBS / f".{found.name}.partial").rename(MACHINE_DEBS / found.name)
-        except OSError:
-            pass  # only a cache: a later clone downloads again
-        return found
-    partial = debs / f".{found.name}.partial"
-    shutil.copyfile(found, partial)
-    return partial.rename(debs / found.name)
+        raise GuestImageError(f"apt-get download {package} left no .deb in {debs}")
+    try:
+        MACHINE_DEBS.mkdir(parents=True, exist_ok=True)
+        _keep(found, MACHINE_DEBS)
+    except OSError:
+        pass  # only a cache: a later clone downloads again
+    return found
 
 
 def fetch_kernel(cache_dir: Path) -> KernelTree:
