@@ -2,7 +2,8 @@
 
 ``FORMATS`` maps a ``format`` (date-time, uuid, ipv4, cidr, byte…) to a
 predicate over strings; unknown formats are not checked, as upstream.
-Used by ``api.validation`` when compiling schemas.
+Used by ``api.validation`` when compiling schemas. Also the int64 range
+(``is_int64``, ``parse_int64``) of the API's integer parameters.
 """
 
 from __future__ import annotations
@@ -23,6 +24,24 @@ _HOSTNAME = re.compile(
 _MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}([0-9A-Fa-f]{2})$|^([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h|d|w))+$")
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def is_int64(value: object) -> bool:
+    """A JSON integer (not a bool) that Go decodes into an int64."""
+    return isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
+
+
+def parse_int64(raw: str) -> int:
+    """``raw`` as Go's strconv.ParseInt(raw, 10, 64) reads it (query
+    parameters and resource versions are int64 in kube-apiserver; a larger
+    number would overflow the store). ValueError when it isn't one."""
+    value = int(raw)
+    if not is_int64(value):
+        raise ValueError(f"{raw!r} is out of range for int64")
+    return value
 
 
 def _is_datetime(s: str) -> bool:

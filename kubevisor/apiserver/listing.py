@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from kubevisor.api import selectors
+from kubevisor.api.formats import parse_int64
 from kubevisor.api.kinds import ResourceType
 from kubevisor.apiserver import errors, storage, tables
 from kubevisor.apiserver.context import Context
@@ -98,7 +99,8 @@ def _decode_continue(token: str) -> tuple[int, str, int]:
         data = orjson.loads(base64.urlsafe_b64decode(padded))
         if data.get("v") != "meta.k8s.io/v1":
             raise ValueError("bad version")
-        return int(data["rv"]), str(data["start"]), int(data.get("n", 0))
+        return (parse_int64(str(data["rv"])), str(data["start"]),
+                parse_int64(str(data.get("n", 0))))
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise errors.bad_request(f"invalid continue token: {exc}") from exc
 
@@ -108,7 +110,7 @@ def _int_param(req: Request, name: str) -> int:
     if not raw:
         return 0
     try:
-        value = int(raw)
+        value = parse_int64(raw)
     except ValueError as exc:
         raise errors.bad_request(f"invalid {name} {raw!r}") from exc
     if value < 0:
@@ -129,7 +131,7 @@ def list_revision(req: Request) -> tuple[int, int]:
     if not rv:
         return 0, 0
     try:
-        value = int(rv)
+        value = parse_int64(rv)
     except ValueError as exc:
         raise errors.bad_request(f'invalid resource version "{rv}"') from exc
     if value < 0:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import random
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from kubevisor.api import meta as metautil
+from kubevisor.api.formats import is_int64, parse_int64
 from kubevisor.api.kinds import ResourceType
 from kubevisor.apiserver import errors, strategy
 
@@ -213,7 +215,7 @@ def delete_options(body: Any, query: dict[str, str]) -> JSON:
         _check_delete_option_types(opts)
     if "gracePeriodSeconds" in query:
         try:
-            opts["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+            opts["gracePeriodSeconds"] = parse_int64(query["gracePeriodSeconds"])
         except ValueError as exc:
             raise errors.bad_request(
                 f"invalid gracePeriodSeconds: {query['gracePeriodSeconds']!r}") from exc
@@ -239,7 +241,7 @@ def delete_options(body: Any, query: dict[str, str]) -> JSON:
 
 #: DeleteOptions fields and the Go types kube-apiserver decodes them into.
 _DELETE_OPTION_TYPES: dict[str, tuple[str, Any]] = {
-    "gracePeriodSeconds": ("int64", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "gracePeriodSeconds": ("int64", is_int64),
     "orphanDependents": ("bool", lambda v: isinstance(v, bool)),
     "propagationPolicy": ("string", lambda v: isinstance(v, str)),
     "dryRun": ("[]string", lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)),
@@ -297,14 +299,21 @@ def finalizers_for_delete(opts: JSON, finalizers: list[str]) -> list[str]:
     return out
 
 
+def _after(now: str, seconds: int) -> datetime:
+    """``now`` plus ``seconds``, the last representable moment when an
+    int64 grace period reaches past year 9999."""
+    moment = metautil.parse_rfc3339(now)
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.max.replace(microsecond=0, tzinfo=moment.tzinfo)
+
+
 def mark_deleted(obj: JSON, now: str, grace: int) -> None:
     meta = obj["metadata"]
     if not meta.get("deletionTimestamp"):
         if grace > 0:
-            moment = metautil.parse_rfc3339(now)
-            from datetime import timedelta
-
-            meta["deletionTimestamp"] = metautil.rfc3339(moment + timedelta(seconds=grace))
+            meta["deletionTimestamp"] = metautil.rfc3339(_after(now, grace))
         else:
             meta["deletionTimestamp"] = now
         meta["deletionGracePeriodSeconds"] = grace
@@ -319,9 +328,7 @@ def shorten_grace(obj: JSON, now: str, grace: int) -> bool:
     current = meta.get("deletionGracePeriodSeconds")
     if not meta.get("deletionTimestamp") or not isinstance(current, int) or grace >= current:
         return False
-    from datetime import timedelta
-
-    requested = metautil.parse_rfc3339(now) + timedelta(seconds=grace)
+    requested = _after(now, grace)
     if requested < metautil.parse_rfc3339(meta["deletionTimestamp"]):
         meta["deletionTimestamp"] = metautil.rfc3339(requested)
     meta["deletionGracePeriodSeconds"] = grace

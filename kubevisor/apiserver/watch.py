@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from kubevisor.api.formats import parse_int64
 from kubevisor.api.kinds import ResourceType
 from kubevisor.apiserver import errors, storage, tables
 from kubevisor.apiserver.context import Context
@@ -58,7 +59,7 @@ async def serve(ctx: Context, req: Request, info: RequestInfo, rt: ResourceType,
     rv = req.query.get("resourceVersion", "")
     if rv not in ("", "0"):
         try:
-            int(rv)
+            parse_int64(rv)
         except ValueError as exc:
             raise errors.bad_request(f'invalid resource version "{rv}"') from exc
     timeout = 0.0

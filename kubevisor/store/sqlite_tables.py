@@ -134,7 +134,8 @@ def read_range(
     at = _check_revision(conn, revision)
     end = prefix_end(prefix)
     op, low = _key_bounds(prefix, start_key)
-    fetch = limit + 1 if limit > 0 else -1
+    # one more row than asked tells whether more follow; SQLite's LIMIT is int64
+    fetch = min(limit + 1, 2**63 - 1) if limit > 0 else -1
     upper = " AND c.key < :end" if end is not None else ""
     params = {"low": low, "end": end, "fetch": fetch, "prefix": prefix, "at": at}
     # Keys not written since `at` have their value at `at` in `current`...

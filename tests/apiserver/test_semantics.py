@@ -379,3 +379,28 @@ async def test_partial_object_metadata(api: httpx.AsyncClient) -> None:
     accept = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
     r = (await api.get(f"{CM}/a", headers={"Accept": accept})).json()
     assert r["kind"] == "PartialObjectMetadata" and "data" not in r
+
+
+async def test_numbers_beyond_int64_are_a_bad_request(api: httpx.AsyncClient) -> None:
+    """kube-apiserver reads limit, resourceVersion and gracePeriodSeconds as
+    int64: a larger number is a 400, never an overflow deeper down."""
+    await make_ns(api, "ns1")
+    huge = str(2**63)
+    for params in ({"limit": huge}, {"resourceVersion": huge},
+                   {"resourceVersion": huge, "resourceVersionMatch": "Exact"},
+                   {"watch": "true", "resourceVersion": huge}):
+        r = await api.get(CM, params=params)
+        assert r.status_code == 400 and r.json()["reason"] == "BadRequest", (params, r.text)
+    assert (await api.get(CM, params={"limit": str(2**63 - 1)})).status_code == 200
+    pods = "/api/v1/namespaces/ns1/pods"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}}
+    assert (await api.post(pods, json=pod)).status_code == 201
+    r = await api.delete(f"{pods}/p", params={"gracePeriodSeconds": huge})
+    assert r.status_code == 400 and "gracePeriodSeconds" in r.json()["message"], r.text
+    r = await api.request("DELETE", f"{pods}/p", json={"gracePeriodSeconds": 2**63})
+    assert r.status_code == 400 and "DeleteOptions.gracePeriodSeconds of type int64" in r.text
+    r = await api.delete(f"{pods}/p", params={"gracePeriodSeconds": str(2**63 - 1)})
+    assert r.status_code == 200, r.text
+    assert r.json()["metadata"]["deletionGracePeriodSeconds"] == 2**63 - 1
+    assert r.json()["metadata"]["deletionTimestamp"] == "9999-12-31T23:59:59Z"

@@ -131,6 +131,8 @@ async def test_range_prefix_paging_and_count(store: Store, ns: str) -> None:
 
     exact = await store.range(ns + "pods/", limit=10)
     assert len(exact.kvs) == 10 and not exact.more
+    widest = await store.range(ns + "pods/", limit=2**63 - 1)  # the largest int64 limit
+    assert [kv.key for kv in widest.kvs] == names and not widest.more
     all_ns = await store.range(ns)
     assert all_ns.count == 13
     assert [kv.key for kv in all_ns.kvs] == sorted(kv.key for kv in all_ns.kvs)

@@ -102,10 +102,13 @@ class OciRuntime:
     async def _current(self, record: ContainerRecord, *, wait: float = EXIT_FILE_WAIT) -> ContainerState:
         deadline = time.monotonic() + wait
         while True:
+            # conmon is looked at before the files: it writes the exit file
+            # and then exits, so once it is seen gone the files are final
+            conmon_gone = not self._conmon_alive(record)
             state = self._state_of(record)
             if state is not None:
                 return state
-            if time.monotonic() >= deadline or not self._conmon_alive(record):
+            if conmon_gone or time.monotonic() >= deadline:
                 # Gone with no exit status (conmon killed, host rebooted).
                 return ContainerState(id=record.id, status="stopped", exit_code=None,
                                       started_at=record.started_at, finished_at=None,
