@@ -15,6 +15,7 @@ import yaml
 
 from tests.e2e import manifests
 from tests.e2e.output import AGE, header, table
+from tests.support.nodeserver import wait_until
 from tests.support.server import KubevisorServer
 
 # one worker runs the module: one server per store, shared by its tests
@@ -212,6 +213,21 @@ def test_label_and_annotate(server: KubevisorServer, ns: str) -> None:
     assert annotations == {"note": "hello world"}
 
 
+def settled(server: KubevisorServer, ns: str, what: str) -> None:
+    """Wait until the controllers have observed ``what``'s generation and stopped
+    writing it (its resourceVersion unchanged for a second)."""
+    seen: list[str] = []
+
+    def unchanged() -> bool:
+        meta_status = server.kubectl_json("get", what, "-n", ns)
+        meta, status = meta_status["metadata"], meta_status.get("status") or {}
+        seen.append(meta["resourceVersion"])
+        observed = status.get("observedGeneration") == meta["generation"]
+        return observed and len(seen) > 1 and seen[-1] == seen[-2]
+
+    wait_until(unchanged, timeout=30, interval=1.0, what=f"the controllers to settle {what}")
+
+
 def test_patch_strategic_merge_and_json(server: KubevisorServer, ns: str) -> None:
     server.apply_yaml(manifests.deployment("pat", namespace=ns, replicas=1))
     before = server.kubectl_json("get", "deploy", "pat", "-n", ns)
@@ -238,7 +254,9 @@ def test_patch_strategic_merge_and_json(server: KubevisorServer, ns: str) -> Non
     assert containers == {"web": "nginx:1.28", "sidecar": "busybox:1.36"}
     assert obj["metadata"]["generation"] == before["metadata"]["generation"] + 1
 
-    # the same patch again changes nothing
+    # the same patch again changes nothing (kubectl compares the object it read
+    # with the patch's answer, so the deployment controller must be done first)
+    settled(server, ns, "deploy/pat")
     again = server.kubectl(
         "patch",
         "deploy",
