@@ -224,7 +224,10 @@ class NodeServer(KubevisorServer):
         conmon = sorted(p.pid for p in procs.values() if p.comm == "conmon" and self.marker in p.cmdline)
         runc = sorted(p.pid for p in procs.values()
                       if p.comm in ("runc", "crun") and self.marker in p.cmdline)
-        return {"conmon": conmon, "runc": runc, "containers": sorted(descendants(procs, conmon))}
+        qemu = sorted(p.pid for p in procs.values()
+                      if p.comm.startswith("qemu-system") and self.marker in p.cmdline)
+        return {"conmon": conmon, "runc": runc, "containers": sorted(descendants(procs, conmon)),
+                "qemu": qemu}
 
     def container_pid(self, pod: str, comm: str) -> int:
         """The host pid of the process ``comm`` in pod ``pod`` (found by the
@@ -239,6 +242,18 @@ class NodeServer(KubevisorServer):
                 if Path(f"/proc/{pid}/root/etc/hostname").read_text().strip() == pod:
                     return pid
         raise AssertionError(f"no {comm} process of pod {pod} on the host")
+
+    def vm_taps(self) -> list[str]:
+        """Tap devices on this node's bridge (the VMs' NICs)."""
+        bridge = f"{self.prefix}0"
+        return sorted(link.name for link in Path("/sys/class/net").iterdir()
+                      if (link / "tun_flags").exists() and (link / "master").exists()
+                      and (link / "master").resolve().name == bridge)
+
+    def vm_dirs(self) -> list[str]:
+        """The VM state directories the QEMU driver keeps under the data dir."""
+        root = self.data_dir.resolve() / "vms"
+        return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
     # -- tearing down ----------------------------------------------------------
 
@@ -258,10 +273,11 @@ class NodeServer(KubevisorServer):
                              "--wait=false", check=False)
         self.kubectl("delete", "pods", "--all", "-A", "--wait=false", "--grace-period=2",
                      check=False)
+        self.kubectl("delete", "virtualmachines", "--all", "-A", "--wait=false", check=False)
         deadline = time.monotonic() + timeout
         left: list[str] = []
         while time.monotonic() < deadline:
-            result = self.kubectl("get", "pods", "-A", "-o", "name", check=False)
+            result = self.kubectl("get", "pods,virtualmachines", "-A", "-o", "name", check=False)
             left = result.stdout.split() if result.returncode == 0 else ["?"]
             if not left:
                 break
@@ -275,11 +291,13 @@ class Leftovers:
 
     pods: list[str] = field(default_factory=list)
     processes: dict[str, list[int]] = field(default_factory=dict)
+    #: VM taps still on the node bridge.
+    taps: list[str] = field(default_factory=list)
     #: The pods (hostnames) of the container processes left.
     hostnames: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.pods or any(self.processes.values()))
+        return bool(self.pods or any(self.processes.values()) or self.taps)
 
 
 def teardown(server: NodeServer) -> Leftovers:
@@ -298,6 +316,7 @@ def teardown(server: NodeServer) -> Leftovers:
         for pid in found.processes.get("containers", []):
             with contextlib.suppress(OSError):
                 found.hostnames.append(Path(f"/proc/{pid}/root/etc/hostname").read_text().strip())
+        found.taps = server.vm_taps()
     server.stop_agent()
     server.stop()
     asyncio.run(_force_clean(server))
@@ -317,9 +336,12 @@ async def _force_clean(server: NodeServer) -> None:
                 await runtime.stop(c.id, grace_seconds=0)
             with contextlib.suppress(Exception):
                 await runtime.remove(c.id)
-    for pid in server.runtime_processes()["conmon"]:
+    processes = server.runtime_processes()
+    for pid in processes["conmon"] + processes["qemu"]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    for tap in server.vm_taps():
+        subprocess.run(["ip", "link", "del", tap], capture_output=True, check=False)
     _unmount_under(server.data_dir.resolve())
     with contextlib.suppress(Exception):
         await remove_network(server.network_config())
@@ -361,6 +383,7 @@ def host_leftovers(server: NodeServer) -> dict[str, object]:
         "nft_tables": [line for line in nft.stdout.splitlines()
                        if line.split()[-1:] and line.split()[-1].startswith(server.prefix)],
         "processes": {k: v for k, v in server.runtime_processes().items() if v},
+        "vm_dirs": server.vm_dirs(),
     }.items() if v}
 
 
