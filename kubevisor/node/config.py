@@ -25,6 +25,8 @@ class NodeConfig:
     reserved_memory_bytes: int = 100 * 1024 * 1024
     reserved_storage_fraction: float = 0.1
     labels: dict[str, str] = field(default_factory=dict)
+    #: Annotations the agent keeps on its Node (e.g. the VM accelerator in use).
+    annotations: dict[str, str] = field(default_factory=dict)
     instance_type: str | None = None
     lease_duration_seconds: int = 40
     lease_renew_seconds: float = 10.0

@@ -155,7 +155,8 @@ def node_object(facts: HostFacts, config: NodeConfig, *, runtime_version: str,
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": config.node_name, "labels": node_labels(facts, config),
-                     "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+                     "annotations": {"node.alpha.kubernetes.io/ttl": "0",
+                                     **config.annotations}},
         "spec": spec,
         "status": node_status(facts, config, runtime_version=runtime_version,
                               previous=None, now=now),
@@ -179,14 +180,18 @@ def status_differs(old: JSON | None, new: JSON) -> bool:
 
 
 def spec_patch(node: JSON, facts: HostFacts, config: NodeConfig) -> JSON | None:
-    """A merge patch bringing an existing Node's labels and podCIDR in line
-    (None when nothing is missing). An existing podCIDR is never changed."""
+    """A merge patch bringing an existing Node's labels, the agent's
+    annotations and podCIDR in line (None when nothing is missing). An
+    existing podCIDR is never changed."""
     md = node.get("metadata") or {}
     patch: JSON = {}
     labels = {k: v for k, v in node_labels(facts, config).items()
               if (md.get("labels") or {}).get(k) != v}
-    if labels:
-        patch["metadata"] = {"labels": labels}
+    annotations = {k: v for k, v in config.annotations.items()
+                   if (md.get("annotations") or {}).get(k) != v}
+    if labels or annotations:
+        patch["metadata"] = {k: v for k, v in (("labels", labels), ("annotations", annotations))
+                             if v}
     spec = node.get("spec") or {}
     if config.pod_cidr and not spec.get("podCIDR"):
         patch["spec"] = {"podCIDR": config.pod_cidr, "podCIDRs": [config.pod_cidr]}

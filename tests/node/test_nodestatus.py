@@ -114,3 +114,14 @@ def test_lease_builders() -> None:
     assert again["spec"]["renewTime"] == "1970-01-01T00:16:50.250000Z"
     assert body["spec"]["renewTime"] == micro(1000.5)  # not mutated
     assert parse(micro(1010.25)) == 1010.25
+
+
+def test_agent_annotations_are_set_at_creation_and_patched_in_when_they_change() -> None:
+    config = replace(CONFIG, annotations={"vmoperator.kubevisor.io/accel": "tcg"})
+    body = nodestatus.node_object(FACTS, config, runtime_version="runc://1.1", now=1000.0)
+    assert body["metadata"]["annotations"]["vmoperator.kubevisor.io/accel"] == "tcg"
+    assert body["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"] == "0"
+    assert nodestatus.spec_patch(body, FACTS, config) is None
+    moved = replace(config, annotations={"vmoperator.kubevisor.io/accel": "kvm"})
+    patch = nodestatus.spec_patch(body, FACTS, moved)
+    assert patch == {"metadata": {"annotations": {"vmoperator.kubevisor.io/accel": "kvm"}}}
