@@ -38,6 +38,7 @@ from kubevisor.controllers.nodelifecycle import NodeLifecycleController
 from kubevisor.controllers.replicaset import ReplicaSetController
 from kubevisor.controllers.scheduler import Scheduler
 from kubevisor.controllers.statefulset import StatefulSetController
+from kubevisor.controllers.vmservice import VirtualMachineServiceController
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ CONTROLLERS: dict[str, Builder] = {
     "endpoint": lambda c, i, o: EndpointsController(c, informers=i),
     "endpointslice": lambda c, i, o: EndpointSliceController(c, informers=i),
     "loadbalancer": lambda c, i, o: LoadBalancerController(c, informers=i),
+    "vmservice": lambda c, i, o: VirtualMachineServiceController(c, informers=i),
 }
 
 
