@@ -141,9 +141,10 @@ async def extract(image_path: str | os.PathLike[str], fmt: str,
             os.rename(out, dest)
         except OSError:  # another extraction won the race: use its result
             theirs = _read_result(dest)
-            if theirs is None:
-                raise
-            return theirs
+            if theirs is not None:
+                return theirs
+            os.rename(dest, work / "stale")  # not ours, not whole: replace it
+            os.rename(out, dest)
         return boot
     except OSError as exc:
         raise DiskError(f"{image_path}: extracting its kernel into {dest}: "
