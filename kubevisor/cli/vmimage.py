@@ -7,7 +7,9 @@ from its partition table, and a ClusterVirtualMachineImage (or, with
 ``--namespace``, a VirtualMachineImage) named NAME created or updated
 through the API with its status: disks, firmware, osInfo, type and a
 Ready condition. The digest rides in an annotation so the node agent
-finds the file. Registered on ``image_app`` by :mod:`kubevisor.cli.image`.
+finds the file; a kernel-boot image (a FAT disk with its own kernel,
+:mod:`kubevisor.runtime.qemu.kernelboot`) also gets the annotation
+``vmoperator.kubevisor.io/boot: kernel`` and the osInfo its boot.json gives. Registered on ``image_app`` by :mod:`kubevisor.cli.image`.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def _firmware_option(value: str | None) -> str | None:
 async def _add(name: str, source: str, *, namespace: str | None, root: Path, kubeconfig: Path,
                firmware: str | None, os_info: dict[str, str], console: Any) -> str:
     from kubevisor.client import Client, ClientError
-    from kubevisor.runtime.qemu import library
+    from kubevisor.runtime.qemu import kernelboot, library
     from kubevisor.runtime.qemu.errors import DiskError
 
     is_url = "://" in source
@@ -101,24 +103,28 @@ async def _add(name: str, source: str, *, namespace: str | None, root: Path, kub
             stored = await asyncio.to_thread(_import_with_bar, file, root, console)
         if firmware is None:
             firmware = await library.detect_firmware(stored.path, fmt)
+        boot = await kernelboot.probe(stored.path, fmt)
     except DiskError as exc:
         raise AddError(str(exc)) from exc
     finally:
         if download is not None:
             download.unlink(missing_ok=True)
+    if boot is not None:  # options given on the command line win over boot.json
+        os_info = {**boot.os_info, **{k: v for k, v in os_info.items() if v}}
     status = image_status(name, fmt=fmt, virtual_size=virtual_size,
                           actual_size=actual_size or stored.size, firmware=firmware,
                           digest=stored.digest, os_info=os_info)
     try:
         async with Client.from_kubeconfig(kubeconfig) as client:
             await publish(client, kind, name, namespace=namespace, digest=stored.digest,
-                          status=status)
+                          status=status, kernel_boot=boot is not None)
     except ClientError as exc:
         raise AddError(f"{kind} {name}: {exc}") from exc
     where = f"{namespace}/" if namespace else ""
     copied = "stored" if stored.added else "already stored"
+    booted = ", kernel boot" if boot is not None else ""
     return (f"{kind.lower()} {where}{name}: {fmt}, {virtual_size} bytes, "
-            f"{firmware}, {stored.digest} ({copied})")
+            f"{firmware}{booted}, {stored.digest} ({copied})")
 
 
 async def _inspect(file: Path, *, label: str) -> tuple[str, int, int]:
@@ -221,13 +227,18 @@ def image_status(name: str, *, fmt: str, virtual_size: int, actual_size: int, fi
 
 
 async def publish(client: Any, kind: str, name: str, *, namespace: str | None, digest: str,
-                  status: dict[str, Any]) -> dict[str, Any]:
-    """Create or update the image object, then write its status."""
+                  status: dict[str, Any], kernel_boot: bool = False) -> dict[str, Any]:
+    """Create or update the image object, then write its status. A
+    kernel-boot image (its own kernel, see kubevisor.runtime.qemu.kernelboot)
+    carries the boot annotation; an update to another image removes it."""
     from kubevisor.client import AlreadyExistsError, ConflictError
+    from kubevisor.runtime.qemu.kernelboot import BOOT_ANNOTATION, BOOT_KERNEL
     from kubevisor.runtime.qemu.library import DIGEST_ANNOTATION, DIGEST_LABEL
 
+    annotations: dict[str, str | None] = {DIGEST_ANNOTATION: digest,
+                                          BOOT_ANNOTATION: BOOT_KERNEL if kernel_boot else None}
     meta: dict[str, Any] = {"name": name,
-                            "annotations": {DIGEST_ANNOTATION: digest},
+                            "annotations": {k: v for k, v in annotations.items() if v},
                             "labels": {DIGEST_LABEL: digest.removeprefix("sha256:")[:16]}}
     if namespace:
         meta["namespace"] = namespace
@@ -236,9 +247,9 @@ async def publish(client: Any, kind: str, name: str, *, namespace: str | None, d
                                    "spec": {}}, field_manager=FIELD_MANAGER)
     except AlreadyExistsError:
         obj = None
-    if obj is None:
+    if obj is None:  # a merge patch: a null annotation is removed
         obj = await client.patch(API_VERSION, kind, name, {"metadata": {
-            "annotations": meta["annotations"], "labels": meta["labels"]}},
+            "annotations": annotations, "labels": meta["labels"]}},
             namespace=namespace, field_manager=FIELD_MANAGER)
     for attempt in range(5):
         old = (obj.get("status") or {}).get("conditions") or []
