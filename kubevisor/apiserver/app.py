@@ -37,6 +37,7 @@ from kubevisor.apiserver import (
     resources,
     services,
     subresources,
+    vmconsole,
     watch,
 )
 from kubevisor.apiserver.bootstrap import BootstrapTokens, anonymous_allowed
@@ -187,20 +188,26 @@ class App:
 
     async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """A WebSocket upgrade: only pods/exec, attach and portforward take
-        one; they are relayed to the pod's node agent (``nodeproxy``). A
-        refusal before the upgrade is a ``kind: Status`` HTTP answer."""
+        one; they are relayed to the pod's node agent (``nodeproxy``); and a
+        VirtualMachineWebConsoleRequest's ``console``, opened by its ticket
+        (``vmconsole``). A refusal before the upgrade is a ``kind: Status``
+        HTTP answer."""
         if (await receive())["type"] != "websocket.connect":
             return
         try:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                        for k, v in scope.get("headers") or []}
             req = Request(method="GET", path=scope["path"], query={}, headers=headers)
+            info = parse_path(req.path)
+            if vmconsole.is_console(info):  # the ticket is the credential
+                await vmconsole.relay(self.ctx, info, parse_query(scope.get("query_string", b"")),
+                                      scope, receive, send)
+                return
             for proto in scope.get("subprotocols") or []:
                 prefix = "base64url.bearer.authorization.k8s.io."
                 if proto.startswith(prefix) and "authorization" not in headers:
                     headers["authorization"] = "Bearer " + _b64url(proto[len(prefix):])
             req.user = self._authenticate(req, scope)
-            info = parse_path(req.path)
             if (info.kind != "resource" or info.group or info.resource != "pods"
                     or not info.namespace or not info.name
                     or info.subresource not in ("exec", "attach", "portforward")):
@@ -374,6 +381,8 @@ class App:
                 return await subresources.finalize(ctx, req, info, rt, out)
             if sub == "approval" and (rt.group, rt.kind) == csr.KIND:
                 return await csr.approval(ctx, req, info, rt, out)
+            if vmconsole.is_console(info):
+                raise errors.bad_request("Upgrade request required")
             if rt.group == "" and rt.kind == "Pod":
                 if sub == "binding":
                     return await binding.bind_subresource(ctx, req, info, rt, out)

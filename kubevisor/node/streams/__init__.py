@@ -7,7 +7,8 @@ Modules: ``server`` (the ASGI app and :func:`serve_streams`), ``targets``
 remote-command WebSocket protocols), ``websocket`` (ASGI WebSocket),
 ``spdy`` (SPDY/3.1 frames), ``spdyconn`` (a SPDY connection, server side),
 ``portforward`` (portforward.k8s.io over SPDY over WebSocket), ``netns``
-(dialing inside a pod's network namespace), ``errors`` (Status answers).
+(dialing inside a pod's network namespace), ``vmconsole`` (a VM's serial
+console), ``errors`` (Status answers).
 """
 
 from kubevisor.node.streams.server import StreamServerConfig, serve_streams

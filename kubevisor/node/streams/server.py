@@ -13,6 +13,8 @@ apiserver's; 401 otherwise). Paths, as the apiserver forwards them
   remote-command channel protocols (:mod:`~kubevisor.node.streams.channels`);
 - ``/portForward/NS/POD`` — a WebSocket tunnelling SPDY/3.1
   (:mod:`~kubevisor.node.streams.portforward`);
+- ``/vmConsole/VM_UID`` — a WebSocket on a VM's serial console, binary
+  frames both ways (:mod:`~kubevisor.node.streams.vmconsole`);
 - ``/healthz`` — ``ok``, without a token.
 
 Every refusal is a ``kind: Status`` with kube's reason and wording. The
@@ -46,6 +48,7 @@ from kubevisor.node.streams.errors import (
 )
 from kubevisor.node.streams.portforward import TUNNEL_PROTOCOL, PortForwarder
 from kubevisor.node.streams.targets import PodLookup, Targets
+from kubevisor.node.streams.vmconsole import ConsoleSessions
 from kubevisor.node.streams.websocket import WebSocket
 from kubevisor.runtime.errors import RuntimeFailure
 from kubevisor.runtime.types import ContainerRuntime, ExecProcess, PodNetwork
@@ -75,10 +78,11 @@ class StreamServerConfig:
 class StreamApp:
     """The ASGI application."""
 
-    def __init__(self, token: str, targets: Targets) -> None:
+    def __init__(self, token: str, targets: Targets, consoles: ConsoleSessions) -> None:
         assert token, "the stream server needs a token to accept"
         self.token = token.encode()
         self.targets = targets
+        self.consoles = consoles
 
     # ------------------------------------------------------------ entry
 
@@ -127,7 +131,7 @@ class StreamApp:
                                            f"requested resource ({scope['method']})",
                                       reason="MethodNotAllowed")
                 await self._logs(send, *args, query)
-            elif verb in ("exec", "attach", "portForward"):
+            elif verb in ("exec", "attach", "portForward", "vmConsole"):
                 raise bad_request("Upgrade request required")
             else:
                 raise not_found("the server could not find the requested resource")
@@ -170,6 +174,8 @@ class StreamApp:
                 await self._remote_command(ws, verb, *args, query)
             elif verb == "portForward" and len(args) == 2:
                 await self._port_forward(ws, *args)
+            elif verb == "vmConsole" and len(args) == 1:
+                await self.consoles.attach(ws, args[0])
             else:
                 raise not_found("the server could not find the requested resource")
         except StreamError as exc:
@@ -271,13 +277,17 @@ def _bind(host: str, port: int) -> socket.socket:
 
 @contextlib.asynccontextmanager
 async def serve_streams(config: StreamServerConfig, runtime: ContainerRuntime,
-                        network: PodNetwork | None, pods_dir: str | Path) -> AsyncIterator[int]:
+                        network: PodNetwork | None, pods_dir: str | Path, *,
+                        vms_dir: str | Path | None = None) -> AsyncIterator[int]:
     """Serve the streams on the running loop; yields the port listened on
-    (the one to publish in ``Node.status.daemonEndpoints``). On exit, open
-    streams get ``SHUTDOWN_GRACE`` seconds, then are cut. Raises OSError
-    when the address cannot be bound."""
+    (the one to publish in ``Node.status.daemonEndpoints``). VM consoles
+    are found under ``vms_dir`` (default: ``vms`` beside ``pods_dir``, the
+    data dir's layout). On exit, open streams get ``SHUTDOWN_GRACE``
+    seconds, then are cut. Raises OSError when the address cannot be bound."""
     app = StreamApp(config.token, Targets(runtime, network, pods_dir,
-                                          pod_lookup=config.pod_lookup))
+                                          pod_lookup=config.pod_lookup),
+                    ConsoleSessions(vms_dir if vms_dir is not None
+                                    else Path(pods_dir).parent / "vms"))
     sock = _bind(config.host, config.port)
     server = _Server(uvicorn.Config(
         app, http="httptools", ws=WebSocketProtocol, ws_per_message_deflate=False,
