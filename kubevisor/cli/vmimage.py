@@ -9,7 +9,8 @@ through the API with its status: disks, firmware, osInfo, type and a
 Ready condition. The digest rides in an annotation so the node agent
 finds the file; a kernel-boot image (a FAT disk with its own kernel,
 :mod:`kubevisor.runtime.qemu.kernelboot`) also gets the annotation
-``vmoperator.kubevisor.io/boot: kernel`` and the osInfo its boot.json gives. Registered on ``image_app`` by :mod:`kubevisor.cli.image`.
+``vmoperator.kubevisor.io/boot: kernel`` and the osInfo its boot.json
+gives. Registered on ``image_app`` by :mod:`kubevisor.cli.image`.
 """
 
 from __future__ import annotations
