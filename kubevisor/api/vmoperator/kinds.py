@@ -2,7 +2,8 @@
 version, in the group ``vmoperator.vmware.com``, with upstream's plural,
 short names, scope and columns, status subresource, schemas, defaults and
 a converter (v1alpha6 is stored; v1alpha5, v1alpha4 and v1alpha3 are
-converted on read and write). Served like custom resources (JSON merge
+converted on read and write); VirtualMachines are selectable by
+``status.nodeName`` (as Pods by spec.nodeName). Served like custom resources (JSON merge
 patch, generation, pruning). Called by ``api.builtin``.
 """
 
@@ -36,7 +37,8 @@ _IMAGE_MOVES = {"v1alpha4": _IMAGE_DISK_MOVES, "v1alpha3": _IMAGE_DISK_MOVES}
 
 def _kind(kind: str, plural: str, schema: Callable[[str], JSON], *,
           namespaced: bool = True, short_names: tuple[str, ...] = (),
-          moves: dict[str, tuple[Move, ...]] | None = None) -> list[ResourceType]:
+          moves: dict[str, tuple[Move, ...]] | None = None,
+          selectable_fields: tuple[str, ...] = ()) -> list[ResourceType]:
     converter = Converter(group=GROUP, storage_version=STORAGE_VERSION, schema=schema,
                           moves=moves or {})
     out = []
@@ -48,6 +50,7 @@ def _kind(kind: str, plural: str, schema: Callable[[str], JSON], *,
             printer_columns=columns.columns_for(kind), schema=root,
             storage=version == STORAGE_VERSION, custom=True,
             defaulter=defaulter_for(kind, root), converter=converter,
+            selectable_fields=selectable_fields,
         ))
     return out
 
@@ -55,8 +58,9 @@ def _kind(kind: str, plural: str, schema: Callable[[str], JSON], *,
 def resource_types() -> list[ResourceType]:
     """Every VM Operator kind at every served version."""
     return [
+        # Node agents watch the VMs placed on their node by status.nodeName.
         *_kind("VirtualMachine", "virtualmachines", vm.schema, short_names=("vm",),
-               moves=_VM_MOVES),
+               moves=_VM_MOVES, selectable_fields=("status.nodeName",)),
         *_kind("VirtualMachineClass", "virtualmachineclasses", vmclass.schema,
                short_names=("vmclass",)),
         *_kind("VirtualMachineImage", "virtualmachineimages",
