@@ -6,7 +6,11 @@ RAM mapping (read from /proc/<pid>/smaps). One VM at a time, each with a
 NoCloud seed and a linked-clone data disk, QEMU user networking.
 Prints one JSON object; ``--output FILE`` also writes it there.
 
-Run: ``.venv/bin/python bench/vm_boot.py [--n 10] [--accel auto|kvm|tcg]``.
+Run: ``.venv/bin/python bench/vm_boot.py [--n 10] [--accel auto|kvm|tcg]
+[--image disk|kernel-boot]``. ``kernel-boot`` boots the way a
+VirtualMachine of the test image does: the linked clone is of the
+kernel-boot image and the kernel comes from it (extracted once, timed
+apart: ``kernel_extract_seconds``).
 The accelerator and the probe's reason are in the report (KVM vs TCG:
 run once with each where both work).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -29,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kubevisor.runtime.guest import build_test_disk  # noqa: E402
-from kubevisor.runtime.qemu import Disk, NetworkInterface, QemuDriver  # noqa: E402
+from kubevisor.runtime.guest import build_test_disk, build_test_disk_image  # noqa: E402
+from kubevisor.runtime.qemu import Disk, NetworkInterface, QemuDriver, kernelboot  # noqa: E402
 from kubevisor.runtime.qemu import disks as disk_files  # noqa: E402
 from tests.runtime.qemu.guestvm import (  # noqa: E402
     CACHE,
@@ -63,10 +68,16 @@ def overhead_bytes(pid: int, guest_bytes: int) -> tuple[int, int]:
     return outside, total
 
 
-async def measure(*, n: int, accel: str, memory_mib: int) -> dict[str, Any]:
+async def measure(*, n: int, accel: str, memory_mib: int, image: str = "disk") -> dict[str, Any]:
     guest = guest_image()
-    base = build_test_disk(CACHE)
+    base = build_test_disk_image(CACHE) if image == "kernel-boot" else build_test_disk(CACHE)
     with tempfile.TemporaryDirectory(prefix="kubevisor-bench-vm-", dir=ROOT / ".cache") as tmp:
+        boot, extract_seconds = None, None
+        if image == "kernel-boot":
+            started = time.perf_counter()
+            boot = await kernelboot.extract(base, "raw", Path(tmp, "kernel"))
+            extract_seconds = time.perf_counter() - started
+            assert boot is not None, f"{base} is not a kernel-boot image"
         driver = await QemuDriver.open(Path(tmp, "vms"), probe_cache=str(ROOT / ".cache/qemu-probe.json"),
                                        probe_kernel=guest.kernel,
                                        force_accel=None if accel == "auto" else accel)
@@ -77,9 +88,11 @@ async def measure(*, n: int, accel: str, memory_mib: int) -> dict[str, Any]:
             clone = await disk_files.linked_clone(base, str(Path(tmp, f"{vm_id}.qcow2")))
             seed = await make_seed(Path(tmp, f"{vm_id}.iso"), hostname=vm_id,
                                    runcmd=["echo bench > /root/mark"])
-            await driver.create(guest_spec(vm_id, seed=seed, disks=[Disk(clone.path, boot=True)],
-                                           memory_mib=memory_mib,
-                                           interfaces=[NetworkInterface(mac=random_mac())]))
+            spec = guest_spec(vm_id, seed=seed, disks=[Disk(clone.path, boot=True)],
+                              memory_mib=memory_mib, interfaces=[NetworkInterface(mac=random_mac())])
+            if boot is not None:
+                spec = dataclasses.replace(spec, direct_boot=boot)
+            await driver.create(spec)
             state = await driver.start(vm_id)
             _, ip = await wait_ready(state.console_log, timeout=120)
             boots.append(time.perf_counter() - started)
@@ -104,7 +117,9 @@ async def measure(*, n: int, accel: str, memory_mib: int) -> dict[str, Any]:
             "accel": driver.capabilities.accel,
             "accel_reason": driver.capabilities.reason,
             "qemu_version": driver.capabilities.qemu_version,
-            "guest": {"kernel": guest.kernel_version, "memory_mib": memory_mib, "cpus": 1},
+            "guest": {"kernel": guest.kernel_version, "memory_mib": memory_mib, "cpus": 1,
+                      "image": image},
+            "kernel_extract_seconds": extract_seconds,
             "create_to_ready_with_ip_seconds": summary(boots),
             "suspend_seconds": summary(suspends),
             "resume_to_console_answer_seconds": summary(resumes),
@@ -118,10 +133,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--memory-mib", type=int, default=256)
+    parser.add_argument("--image", choices=("disk", "kernel-boot"), default="disk")
     parser.add_argument("--output")
     args = parser.parse_args()
     (ROOT / ".cache").mkdir(exist_ok=True)
-    report = asyncio.run(measure(n=args.n, accel=args.accel, memory_mib=args.memory_mib))
+    report = asyncio.run(measure(n=args.n, accel=args.accel, memory_mib=args.memory_mib,
+                                 image=args.image))
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
