@@ -32,6 +32,7 @@ from kubevisor.controllers.endpointslices import EndpointSliceController
 from kubevisor.controllers.gc import GarbageCollector
 from kubevisor.controllers.job import JobController
 from kubevisor.controllers.loadbalancer import LoadBalancerController
+from kubevisor.controllers.localstorage import LocalStorageController
 from kubevisor.controllers.namespace import NamespaceController
 from kubevisor.controllers.nodeipam import NodeIPAMController
 from kubevisor.controllers.nodelifecycle import NodeLifecycleController
@@ -76,6 +77,7 @@ CONTROLLERS: dict[str, Builder] = {
     "endpointslice": lambda c, i, o: EndpointSliceController(c, informers=i),
     "loadbalancer": lambda c, i, o: LoadBalancerController(c, informers=i),
     "vmservice": lambda c, i, o: VirtualMachineServiceController(c, informers=i),
+    "localstorage": lambda c, i, o: LocalStorageController(c, informers=i),
 }
 
 
