@@ -66,3 +66,17 @@ def test_kernel_boot_image_is_published_with_its_boot_mode(tmp_path: Path) -> No
         assert _image_add(plain, str(qcow), "--data-dir", data).returncode == 0
         cvmi = server.kubectl_json("get", "cvmi", plain)
         assert kernelboot.BOOT_ANNOTATION not in cvmi["metadata"]["annotations"]
+
+
+def test_add_test_guest_builds_and_publishes_the_test_guest(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data") as server:
+        result = subprocess.run(
+            [sys.executable, "-m", "kubevisor.cli.main", "image", "add-test-guest",
+             "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        cvmi = server.kubectl_json("get", "cvmi", "test-guest")
+        assert cvmi["metadata"]["annotations"][kernelboot.BOOT_ANNOTATION] == "kernel"
+        digest = cvmi["metadata"]["annotations"][library.DIGEST_ANNOTATION]
+        stored = library.stored_path(server.data_dir / "images" / "vm", digest)
+        assert stored.is_file()
+        assert list((server.data_dir / "cache" / "guest").glob("test-disk-image-*.raw"))
