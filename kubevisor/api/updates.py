@@ -156,6 +156,8 @@ def _pvc(old: JSON, new: JSON) -> list[FieldError]:
     ignored = {"resources", "volumeAttributesClassName"}
     if not _spec(old).get("volumeName"):
         ignored.add("volumeName")  # binding a claim sets it
+    if _spec(old).get("storageClassName") is None:
+        ignored.add("storageClassName")  # the default class, set retroactively
 
     def strip(spec: JSON) -> JSON:
         return {k: v for k, v in spec.items() if k not in ignored}

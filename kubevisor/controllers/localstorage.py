@@ -15,8 +15,8 @@ say Bound, in that order, each step resumable after a crash from the API
 alone. When the claim is gone, a PV with reclaim policy Delete is deleted
 (the node agent's :func:`kubevisor.node.vmvolumes.collect_volumes` then
 removes its file), one with Retain becomes Released. A claim with no
-class keeps ``spec.storageClassName`` unset (this apiserver treats the
-claim's spec as immutable). Pure part: :func:`local_class`,
+class gets the default class's name in ``spec.storageClassName`` when it
+is bound (kube's retroactive default class). Pure part: :func:`local_class`,
 :func:`provisioner_class`, :func:`desired_pv`, :func:`claim_step`,
 :func:`volume_step`; the shell: :class:`LocalStorageController`, started by
 the manager as ``localstorage``.
@@ -182,6 +182,8 @@ def claim_step(pvc: JSON, pv: JSON | None, classes: Iterable[JSON]) -> Step | No
     if not volume:
         body = copy.deepcopy(pvc)
         body["spec"]["volumeName"] = _md(pv)["name"]
+        if body["spec"].get("storageClassName") is None:
+            body["spec"]["storageClassName"] = _spec(pv).get("storageClassName")
         ann = body["metadata"].setdefault("annotations", {})
         ann.update({BIND_COMPLETED: "yes", BOUND_BY_CONTROLLER: "yes",
                     STORAGE_PROVISIONER: PROVISIONER, BETA_STORAGE_PROVISIONER: PROVISIONER})

@@ -111,6 +111,14 @@ def test_other_kinds() -> None:
     assert _errors(rt, old, new) == []
     new["spec"]["accessModes"] = ["ReadWriteMany"]
     assert _errors(rt, old, new)[0].startswith("spec: Forbidden: spec is immutable after creation")
+    # a claim with no class may get one (the default class, retroactively), once
+    old["spec"].pop("storageClassName", None)
+    classed = copy.deepcopy(old)
+    classed["spec"]["storageClassName"] = "local"
+    assert _errors(rt, old, classed) == []
+    other = copy.deepcopy(classed)
+    other["spec"]["storageClassName"] = "fast"
+    assert _errors(rt, classed, other)[0].startswith("spec: Forbidden: spec is immutable")
 
 
 def test_crd_group_scope_and_stored_versions() -> None:

@@ -139,6 +139,7 @@ async def test_claim_is_provisioned_bound_and_reclaimed(live: Live, api: Client)
         await api.create(claim("plain", "64Mi", cls=None), namespace=NS)
         plain = await eventually(bound(api, "plain"), what="the classless claim Bound")
         assert plain["spec"]["volumeName"] == f"pvc-{plain['metadata']['uid']}"
+        assert plain["spec"]["storageClassName"] == "local"  # set retroactively
 
         # another class's claims, and claims with class "", are not ours
         await api.create(claim("elsewhere", cls="nfs"), namespace=NS)
