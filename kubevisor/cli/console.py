@@ -41,6 +41,11 @@ console_app = typer.Typer(help="Attach to a console.", no_args_is_help=True,
                           add_completion=False, pretty_exceptions_enable=False)
 
 
+@console_app.callback()
+def _group() -> None:
+    """Attach to a console (kept a group: ``console vm NAME``)."""
+
+
 class ConsoleError(Exception):
     """A failed step; its text is the one error line printed."""
 
