@@ -3,11 +3,14 @@
 Connects to the API with a kubeconfig, builds the runtime drivers (the
 OCI runtime, the image store under ``<data-dir>/images``, the pod network
 under ``<data-dir>/network``) unless a caller hands them in, then runs
-node registration with its Lease heartbeat, the pod manager and (when the
-host has a proxy driver) the service proxy until ``stop`` is set. The
+node registration with its Lease heartbeat, the pod manager, (when the
+host has a proxy driver) the service proxy and (when the host has QEMU:
+the driver under ``<data-dir>/vms``) the VM runner
+(:mod:`kubevisor.node.vms`) until ``stop`` is set. The
 heartbeat (Lease, node status) has an API client of its own
 (:mod:`kubevisor.node.apiclient`). Stopping leaves every container running: a new agent on
-the same data dir re-adopts them (restartCount unchanged). Called by
+the same data dir re-adopts them (restartCount unchanged); QEMU
+processes too. Called by
 ``kubevisor up`` (for the local host) and ``kubevisor join``.
 """
 
@@ -34,6 +37,8 @@ from kubevisor.runtime.types import ContainerRuntime, ImageStore, PodNetwork, Se
 
 if TYPE_CHECKING:
     from kubevisor.node.streams import StreamServerConfig
+    from kubevisor.runtime.network.vmports import VMPorts
+    from kubevisor.runtime.qemu import QemuDriver
 
 log = logging.getLogger(__name__)
 DEFAULT_POD_CIDR = "10.88.0.0/24"
@@ -51,6 +56,10 @@ class Drivers:
     proxy: ServiceProxy | None = None
     #: Where the cluster DNS listens (the pod bridge's gateway), if anywhere.
     dns_address: str | None = None
+    #: The QEMU driver for VirtualMachines (None: this host runs no VMs).
+    vms: QemuDriver | None = None
+    #: Addresses for VM NICs from the pod network's IPAM (with ``vms``).
+    vm_ports: VMPorts | None = None
 
 
 def network_config(data_dir: Path, *, pod_cidr: str, network_prefix: str | None = None,
@@ -69,9 +78,11 @@ def network_config(data_dir: Path, *, pod_cidr: str, network_prefix: str | None 
 
 async def build_drivers(data_dir: Path, *, pod_cidr: str, network_prefix: str | None = None,
                         cgroup_parent: str = "/kubevisor",
-                        network_options: dict[str, Any] | None = None) -> Drivers:
+                        network_options: dict[str, Any] | None = None,
+                        vm_driver: bool = True) -> Drivers:
     """The real drivers of this host, state under ``data_dir`` (imported
-    here, so that a build without them can still register the node)."""
+    here, so that a build without them can still register the node);
+    ``vm_driver=False`` leaves the QEMU driver out (a caller adding its own)."""
     from kubevisor.runtime import oci
     from kubevisor.runtime.images import LocalImageStore
     from kubevisor.runtime.network import start_network
@@ -81,8 +92,38 @@ async def build_drivers(data_dir: Path, *, pod_cidr: str, network_prefix: str | 
     cfg = network_config(data_dir, pod_cidr=pod_cidr, network_prefix=network_prefix,
                          **(network_options or {}))
     net = await start_network(cfg)
+    vms, vm_ports = await open_vm_driver(data_dir, cfg) if vm_driver else (None, None)
     return Drivers(runtime=runtime, images=images, network=net.pods, proxy=net.proxy,
-                   dns_address=str(cfg.gateway))
+                   dns_address=str(cfg.gateway), vms=vms, vm_ports=vm_ports)
+
+
+async def open_vm_driver(data_dir: Path, network: Any) -> tuple[QemuDriver | None,
+                                                                  VMPorts | None]:
+    """The QEMU driver under ``<data-dir>/vms`` and the VM addresses of the
+    pod network ``network``, or (None, None) when this host cannot run VMs
+    (no qemu-system-x86_64, a failed probe): the agent then runs pods only.
+    The KVM probe boots the kernel named by ``$KUBEVISOR_VM_PROBE_KERNEL``,
+    else the host's own; ``$KUBEVISOR_VM_ACCEL`` (kvm or tcg) skips it."""
+    import os
+    import shutil
+
+    from kubevisor.runtime.qemu.probe import QEMU, host_kernel
+
+    if shutil.which(QEMU) is None:
+        log.info("%s is not installed: this node runs no VirtualMachines", QEMU)
+        return None, None
+    from kubevisor.runtime.errors import RuntimeFailure
+    from kubevisor.runtime.network.vmports import VMPorts
+    from kubevisor.runtime.qemu import QemuDriver
+
+    try:
+        driver = await QemuDriver.open(
+            data_dir / "vms", force_accel=os.environ.get("KUBEVISOR_VM_ACCEL") or None,
+            probe_kernel=os.environ.get("KUBEVISOR_VM_PROBE_KERNEL") or host_kernel())
+    except (RuntimeFailure, OSError) as exc:
+        log.warning("the QEMU driver cannot start (%s): this node runs no VirtualMachines", exc)
+        return None, None
+    return driver, VMPorts(network)
 
 
 async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
@@ -151,6 +192,12 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
         if dns_ip is not None:
             from kubevisor.node.dns import ClusterDNS
             parts.append(("node-cluster-dns", ClusterDNS(client, address=dns_ip).run()))
+        if drivers.vms is not None and drivers.vm_ports is not None:
+            from kubevisor.node.vms import VMManager
+            parts.append(("node-vms", VMManager(client, config, driver=drivers.vms,
+                                                ports=drivers.vm_ports).run()))
+        else:
+            log.info("node %s: no VM driver, VirtualMachines are not run here", name)
         await _run_until(stop, parts)
 
 

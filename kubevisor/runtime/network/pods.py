@@ -30,6 +30,7 @@ from kubevisor.runtime.types import PodNetworkInfo
 from . import bridge, iproute2, netlink
 from .config import IFNAME_MAX, NetworkConfig
 from .ipam import Ipam
+from .vmports import is_vm_owner
 from .writer import NftWriter, RuleWriter
 
 NETNS_DIR = "/run/netns"
@@ -188,8 +189,11 @@ class BridgePodNetwork:
 
     def collect_garbage(self) -> None:
         """Release addresses whose namespace is gone; delete our namespaces
-        and veths that no address claims (blocking)."""
-        allocations = self.ipam.allocations()
+        and veths that no address claims (blocking). VM addresses (owners
+        ``vm:...``, see :mod:`.vmports`) have no namespace and are never
+        touched: the VM runner frees them."""
+        allocations = {owner: ip for owner, ip in self.ipam.allocations().items()
+                       if not is_vm_owner(owner)}
         wanted_ns = {self.netns_name(p) for p in allocations}
         wanted_if = {self.host_ifname(p) for p in allocations}
         for pod_id in allocations:
