@@ -39,6 +39,7 @@ from kubevisor.controllers.nodelifecycle import NodeLifecycleController
 from kubevisor.controllers.replicaset import ReplicaSetController
 from kubevisor.controllers.scheduler import Scheduler
 from kubevisor.controllers.statefulset import StatefulSetController
+from kubevisor.controllers.vm import VMController
 from kubevisor.controllers.vmconsole import VMConsoleController
 from kubevisor.controllers.vmservice import VirtualMachineServiceController
 
@@ -77,6 +78,7 @@ CONTROLLERS: dict[str, Builder] = {
     "endpoint": lambda c, i, o: EndpointsController(c, informers=i),
     "endpointslice": lambda c, i, o: EndpointSliceController(c, informers=i),
     "loadbalancer": lambda c, i, o: LoadBalancerController(c, informers=i),
+    "vm": lambda c, i, o: VMController(c, informers=i),
     "vmservice": lambda c, i, o: VirtualMachineServiceController(c, informers=i),
     "localstorage": lambda c, i, o: LocalStorageController(c, informers=i),
     "vmconsole": lambda c, i, o: VMConsoleController(c, informers=i),
