@@ -2,8 +2,9 @@
 
 Parses arguments with typer and hands over to one module per sub-command:
 ``up`` (:mod:`kubevisor.cli.up`), ``bench`` (:mod:`kubevisor.cli.bench`),
-``image`` (:mod:`kubevisor.cli.image`), ``join`` (:mod:`kubevisor.cli.join`),
-``token`` (:mod:`kubevisor.cli.tokens`) and ``version`` (here). Errors a user can fix are printed as one line on stderr
+``image`` (:mod:`kubevisor.cli.image`), ``console`` (:mod:`kubevisor.cli.console`),
+``join`` (:mod:`kubevisor.cli.join`), ``token`` (:mod:`kubevisor.cli.tokens`) and
+``version`` (here). Errors a user can fix are printed as one line on stderr
 with exit status 1, never as a traceback.
 """
 
@@ -19,6 +20,7 @@ from typing import Annotated
 import typer
 
 from kubevisor.cli.bench import bench_app
+from kubevisor.cli.console import console_app
 from kubevisor.cli.image import image_app
 from kubevisor.cli.join import join_command
 from kubevisor.cli.tokens import token_app
@@ -32,6 +34,7 @@ app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(image_app, name="image")
+app.add_typer(console_app, name="console")
 app.add_typer(token_app, name="token")
 app.command("join")(join_command)
 

@@ -344,7 +344,7 @@ async def test_controller_tells_why_it_cannot_answer(stage: Stage) -> None:
 async def kubevisor_console(stage: Stage, *args: str, stdin: bytes = b"",
                             timeout: float = 90) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubevisor.cli.console", "vm", *args,
+        sys.executable, "-m", "kubevisor.cli.main", "console", "vm", *args,
         "--kubeconfig", str(stage.kubeconfig), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
     out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
@@ -378,7 +378,7 @@ async def test_cli_errors_say_what_is_wrong(stage: Stage) -> None:
 async def test_cli_on_a_terminal_is_raw_and_quits_on_ctrl_bracket(stage: Stage) -> None:
     master, slave = os.openpty()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubevisor.cli.console", "vm", stage.vm_name, "-n", stage.namespace,
+        sys.executable, "-m", "kubevisor.cli.main", "console", "vm", stage.vm_name, "-n", stage.namespace,
         "--kubeconfig", str(stage.kubeconfig), stdin=slave, stdout=slave, stderr=slave, cwd=ROOT)
     os.close(slave)
     seen = b""
