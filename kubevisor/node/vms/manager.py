@@ -10,7 +10,9 @@ and, once the informer has synced, starts a worker for each of those too:
 a VM still in the API is re-adopted as it runs (QEMU untouched), one that
 is gone is removed with its addresses (orphans). Every few seconds it
 relists the driver's VMs and wakes the workers whose QEMU changed (a
-guest that powered itself off, say). Stopping (cancellation) leaves every
+guest that powered itself off, say); every minute it deletes the volume
+files of PersistentVolumes that are gone (:mod:`kubevisor.node.vmvolumes`).
+Stopping (cancellation) leaves every
 QEMU running. Started by :func:`kubevisor.node.agent.run_node`.
 """
 
@@ -22,8 +24,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kubevisor.client import BadRequestError, Client, Informer, NotFoundError
+from kubevisor.client import BadRequestError, Client, ClientError, Informer, NotFoundError
 from kubevisor.node.config import NodeConfig
+from kubevisor.node.vms import record
 from kubevisor.node.vms.events import VMEvents
 from kubevisor.node.vms.prepare import API, Extractor
 from kubevisor.node.vms.worker import VMWorker
@@ -55,7 +58,7 @@ class VMManager:
     def __init__(self, client: Client, config: NodeConfig, *, driver: QemuDriver,
                  ports: VMPorts, images_root: Path | None = None,
                  extract: Extractor | None = None, relist_seconds: float = 2.0,
-                 soft_timeout: float = 60.0) -> None:
+                 soft_timeout: float = 60.0, collect_seconds: float = 60.0) -> None:
         self.client = client
         self.config = config
         self.driver = driver
@@ -66,6 +69,8 @@ class VMManager:
         self.relist_seconds = relist_seconds
         #: How long a Soft/TrySoft power-off or restart waits for the guest.
         self.soft_timeout = soft_timeout
+        #: How often volume files of deleted PersistentVolumes are looked for.
+        self.collect_seconds = collect_seconds
         self.events = VMEvents(client, config.node_name)
         #: uid -> the newest VirtualMachine seen (absent: gone from the API).
         self.vms: dict[str, JSON] = {}
@@ -169,6 +174,38 @@ class VMManager:
             except (RuntimeFailure, OSError) as exc:
                 log.warning("node %s: relisting VMs failed: %s", self.config.node_name, exc)
 
+    async def collect_volumes(self) -> list[Path]:
+        """Delete the volume files of PersistentVolumes that are gone, except
+        those a running VM of this host was started with."""
+        try:
+            from kubevisor.node import vmvolumes
+        except ImportError:
+            return []
+        pvs = (await self.client.list("v1", "PersistentVolume")).get("items") or []
+        live = {str(((pv.get("spec") or {}).get("csi") or {}).get("volumeHandle") or "")
+                for pv in pvs}
+        volumes_dir = self.data_dir / vmvolumes.VOLUMES_DIR
+        for vm_dir in self.driver.root.iterdir():
+            started = record.read(vm_dir).started_spec
+            for disk in started.disks if started else ():
+                path = Path(disk.path)
+                if path.parent == volumes_dir and path.name.endswith(vmvolumes.SUFFIX):
+                    live.add(path.name[: -len(vmvolumes.SUFFIX)])
+        removed = await vmvolumes.collect_volumes(self.data_dir, live - {""})
+        for path in removed:
+            log.info("node %s: volume file %s removed (its PersistentVolume is gone)",
+                     self.config.node_name, path)
+        return removed
+
+    async def _collect_loop(self) -> None:
+        while True:
+            try:
+                await self.collect_volumes()
+            except (ClientError, OSError) as exc:
+                log.warning("node %s: collecting volume files failed: %s",
+                            self.config.node_name, exc)
+            await asyncio.sleep(self.collect_seconds)
+
     async def _check_selector(self) -> None:
         """Watch unfiltered (keeping only this node's VMs) when the API
         cannot select VMs by status.nodeName."""
@@ -198,6 +235,7 @@ class VMManager:
             log.info("node %s: %d VMs bound, %d found on the host", self.config.node_name,
                      len(self.vms), len(on_host))
             relister = asyncio.create_task(self._relist_loop(), name="vm-relist")
+            tasks.append(asyncio.create_task(self._collect_loop(), name="vm-volume-collector"))
             await asyncio.gather(relister, *tasks)
         finally:
             workers = [w.task for w in self.workers.values() if w.task is not None]

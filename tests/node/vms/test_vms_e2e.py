@@ -15,11 +15,14 @@ import pytest
 
 from kubevisor.api.vmoperator import resolve
 from kubevisor.client import Client, NotFoundError
-from kubevisor.node.vms import names
+from kubevisor.node.config import NodeConfig
+from kubevisor.node.vms import VMManager, names
 from kubevisor.node.vms.status import CLASS_SYNCED
+from kubevisor.runtime.qemu import QemuDriver
 from tests.client.live import Live
 from tests.node.vms.host import (
     API,
+    NODE,
     VMHost,
     agent,
     cond,
@@ -148,8 +151,17 @@ async def test_vm_readopted_orphans_removed(live: Live, api: Client, host: VMHos
                                             guest_disk: str) -> None:
     await publish_image(api, host, guest_disk)
     await make_class(api, "small", cpus=1, memory="256Mi")
+    await _bound_claim(api, "data", "pvc-test-data", "64Mi")
+    await api.create({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": "keep-ud", "namespace": "default"},
+                      "stringData": {"user-data": "#cloud-config\nruncmd:\n"
+                                                  "- echo from-raw > /www/raw.txt\n"}})
     async with agent(live.kubeconfig, host, crash=True):
-        vm = await create_bound(api, vm_manifest("keep"))
+        vm = await create_bound(api, vm_manifest(
+            "keep", readinessProbe={"tcpSocket": {"port": 80}},
+            volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+            bootstrap={"cloudInit": {"rawCloudConfig": {"name": "keep-ud", "key": "user-data"},
+                                     "sshAuthorizedKeys": ["ssh-ed25519 AAAAtest k@t"]}}))
         uid = vm["metadata"]["uid"]
         off = await create_bound(api, vm_manifest("gone", powerState="PoweredOff"))
         off_uid = off["metadata"]["uid"]
@@ -157,6 +169,15 @@ async def test_vm_readopted_orphans_removed(live: Live, api: Client, host: VMHos
         await vm_where(api, "gone", powered("PoweredOff"), what="defined, off")
         ip = vm["status"]["network"]["primaryIP4"]
         pid = _pid(host, uid)
+        # The raw cloud-config from the Secret ran; the PVC is a virtio disk.
+        assert (await asyncio.to_thread(http_get, ip, "/raw.txt")).strip() == "from-raw"
+        volume = host.data_dir / "volumes" / "pvc-test-data.qcow2"
+        assert volume.is_file()
+        assert str(volume).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert vm["status"]["volumes"] == [{"name": "data", "type": "Managed",
+                                            "attached": True, "limit": "64Mi"}]
+        vm = await vm_where(api, "keep", lambda v: cond(v, resolve.READY).get("status") ==
+                            "True", what="Ready by its tcpSocket probe")
         assert (host.vms_root / off_uid / "disk.qcow2").exists()
         assert f"vm:{off_uid}/0" in host.ports().ipam.allocations()
     # The agent is gone (cancelled, nothing cleaned): QEMU runs on.
@@ -188,3 +209,27 @@ async def test_vm_readopted_orphans_removed(live: Live, api: Client, host: VMHos
         await api.delete(API, "VirtualMachine", "keep", namespace="default")
         await _gone(api, "keep")
         assert host.leftovers(uid) == []
+
+    # The volume file lives as long as its PersistentVolume.
+    manager = VMManager(api, NodeConfig(node_name=NODE, data_dir=host.data_dir),
+                        driver=QemuDriver(host.vms_root, capabilities=host.caps),
+                        ports=host.ports())
+    assert await manager.collect_volumes() == []
+    await api.delete("v1", "PersistentVolume", "pvc-test-data")
+    assert await manager.collect_volumes() == [volume]
+    assert not volume.exists()
+
+
+async def _bound_claim(api: Client, claim: str, pv: str, size: str) -> None:
+    """A PVC bound to a local PV (what the local-storage controller makes)."""
+    await api.create({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+                      "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                               "persistentVolumeReclaimPolicy": "Delete",
+                               "csi": {"driver": "local.kubevisor.io", "volumeHandle": pv}}})
+    await api.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                      "metadata": {"name": claim, "namespace": "default"},
+                      "spec": {"accessModes": ["ReadWriteOnce"], "volumeName": pv,
+                               "storageClassName": "",
+                               "resources": {"requests": {"storage": size}}}})
+    await api.patch("v1", "PersistentVolumeClaim", claim, {"status": {"phase": "Bound"}},
+                    namespace="default", subresource="status")
