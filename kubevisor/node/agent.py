@@ -103,7 +103,9 @@ async def open_vm_driver(data_dir: Path, network: Any) -> tuple[QemuDriver | Non
     pod network ``network``, or (None, None) when this host cannot run VMs
     (no qemu-system-x86_64, a failed probe): the agent then runs pods only.
     The KVM probe boots the kernel named by ``$KUBEVISOR_VM_PROBE_KERNEL``,
-    else the host's own; ``$KUBEVISOR_VM_ACCEL`` (kvm or tcg) skips it."""
+    else the host's own, else the test guest's (``kubevisor image
+    add-test-guest`` builds it under ``<data-dir>/cache/guest``);
+    ``$KUBEVISOR_VM_ACCEL`` (kvm or tcg) skips the probe."""
     import os
     import shutil
 
@@ -119,7 +121,9 @@ async def open_vm_driver(data_dir: Path, network: Any) -> tuple[QemuDriver | Non
     try:
         driver = await QemuDriver.open(
             data_dir / "vms", force_accel=os.environ.get("KUBEVISOR_VM_ACCEL") or None,
-            probe_kernel=os.environ.get("KUBEVISOR_VM_PROBE_KERNEL") or host_kernel())
+            probe_kernel=os.environ.get("KUBEVISOR_VM_PROBE_KERNEL") or host_kernel()
+            or next((str(p) for p in sorted(data_dir.glob("cache/guest/test-guest-*/vmlinuz"))),
+                    None))
     except (RuntimeFailure, OSError) as exc:
         log.warning("the QEMU driver cannot start (%s): this node runs no VirtualMachines", exc)
         return None, None
