@@ -66,9 +66,16 @@ def read(vm_dir: Path) -> Record:
 
 
 def write(vm_dir: Path, record: Record) -> None:
+    """Write ``record`` (nothing when the file already says the same)."""
+    text = json.dumps(dataclasses.asdict(record), sort_keys=True)
+    try:
+        if path(vm_dir).read_text() == text:
+            return
+    except OSError:
+        pass
     vm_dir.mkdir(parents=True, exist_ok=True)
     tmp = vm_dir / f".{FILE}.tmp"
-    tmp.write_text(json.dumps(dataclasses.asdict(record), sort_keys=True))
+    tmp.write_text(text)
     os.replace(tmp, path(vm_dir))
 
 

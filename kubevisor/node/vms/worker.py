@@ -120,6 +120,11 @@ class VMWorker:
             problem = Problem(exc.reason, exc.message)
             prepared = None
         desired = record.spec_hash(prepared.spec) if prepared else None
+        if prepared is not None and rec.started is None and rec.defined == desired and \
+                state is not None and state.status in ("running", "paused"):
+            rec.started = record.started(prepared.spec)  # started by an agent that died before noting it
+        if self.vm_dir.is_dir():
+            record.write(self.vm_dir, rec)
         actions = plan(vm, state.status if state else None, desired=desired,
                        defined=rec.defined, last_restart=rec.last_restart)
         power_problem: Problem | None = None
