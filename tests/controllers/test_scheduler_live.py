@@ -191,3 +191,26 @@ async def test_repeated_events_bump_the_count(api: Client) -> None:
     assert len(found) == 2
     assert by_message["0/1 nodes are available: x."]["count"] == 3
     assert by_message["0/2 nodes are available: y."]["count"] == 1
+
+
+async def test_virtual_machines_placed_on_a_node_hold_their_class_resources(api: Client) -> None:
+    vm_api = "vmoperator.vmware.com/v1alpha6"
+    await api.create(node("vmhost", cpu="2"))
+    await api.create({"apiVersion": vm_api, "kind": "VirtualMachineClass",
+                      "metadata": {"name": "big", "namespace": NS},
+                      "spec": {"hardware": {"cpus": 2, "memory": "1Gi"}}})
+    vm = await api.create({"apiVersion": vm_api, "kind": "VirtualMachine",
+                           "metadata": {"name": "vm-1", "namespace": NS},
+                           "spec": {"className": "big", "imageName": "none"}})
+    vm["status"] = {"nodeName": "vmhost"}  # placed (the node is not Ready: the VM controller won't)
+    await api.update(vm, subresource="status")
+    await api.create(pod("after-vm", cpu="500m"))
+    await scheduled_condition(api, "after-vm", "0/1 nodes are available: 1 Insufficient cpu.")
+    await api.delete(vm_api, "VirtualMachine", "vm-1", namespace=NS)
+    # the VM controller put its host-cleanup finalizer on the placed VM; the
+    # node agent would remove it once QEMU is gone: until then it holds the node
+    await asyncio.sleep(0.5)
+    assert not (await api.get("v1", "Pod", "after-vm", namespace=NS))["spec"].get("nodeName")
+    await api.patch(vm_api, "VirtualMachine", "vm-1", {"metadata": {"finalizers": None}},
+                    namespace=NS)
+    assert await bound_node(api, "after-vm") == "vmhost"

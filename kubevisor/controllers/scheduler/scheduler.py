@@ -2,7 +2,10 @@
 
 Informers on Pods, Nodes, RuntimeClasses and Namespaces (from the
 controller manager's :class:`~kubevisor.client.SharedInformers`) keep the
-:class:`~.cache.Cache` current (each event touches one node) and feed the
+:class:`~.cache.Cache` current (each event touches one node); the
+VirtualMachines placed on nodes count there too, as pods requesting their
+class's resources (the VM controller places them with this algorithm),
+so pods and VMs share a node's capacity. The informers also feed the
 :class:`~.queue.SchedulingQueue` with pending pods whose schedulerName is
 ``default-scheduler`` (or empty). One loop pops a pod, runs the pure
 :func:`~.algorithm.schedule`, assumes the pod on the chosen node at once
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubevisor.api.vmoperator import resolve
 from kubevisor.client import (
     Client,
     ClientError,
@@ -41,11 +45,13 @@ from kubevisor.controllers.scheduler.events import EventRecorder, reference
 from kubevisor.controllers.scheduler.podinfo import DEFAULT_SCHEDULER, PodInfo, pod_info
 from kubevisor.controllers.scheduler.queue import QueueTimes, SchedulingQueue
 from kubevisor.controllers.scheduler.transport import lean_pool_for
+from kubevisor.controllers.vm.placement import vm_info
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
 _TERMINAL = ("Succeeded", "Failed")
+VM_API = "vmoperator.vmware.com/v1alpha6"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +105,15 @@ class Scheduler:
         self.nodes = self.informers.get("v1", "Node")
         self.runtime_classes = self.informers.get("node.k8s.io/v1", "RuntimeClass")
         self.namespaces = self.informers.get("v1", "Namespace", transform=metadata_only)
+        self.vms = self.informers.get(VM_API, "VirtualMachine")
+        self.vm_classes = self.informers.get(VM_API, "VirtualMachineClass")
         self._lean = lean_pool_for(client, size=self.options.parallel_binds)
         self.events = EventRecorder(client, self.options.name, lean=self._lean)
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
         self.namespaces.add_handler(self._on_namespace)
+        self.vms.add_handler(self._on_vm)
+        self.vm_classes.add_handler(self._on_vm_class)
         self._rng = random.Random(self.options.seed)
         self._binds = asyncio.Semaphore(self.options.parallel_binds)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -172,6 +182,34 @@ class Scheduler:
         if _node_changed(old, obj):
             self.queue.move_all()
 
+    def _on_vm(self, etype: str, obj: JSON, old: JSON | None) -> None:
+        """A placed VM holds its class's resources on its node, like a bound pod."""
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        node = (obj.get("status") or {}).get("nodeName")
+        if etype == "DELETED" or not node:
+            if self.cache.remove_pod(uid) is not None:
+                self.queue.move_all()
+            return
+        vmclass = self.vm_classes.get(resolve.class_name(obj), meta.get("namespace") or "")
+        if self.cache.node_of(uid) == node and old is not None and \
+                resolve.class_name(old) == resolve.class_name(obj):
+            return  # a status update: what the VM holds did not change
+        self.cache.confirm(vm_info(obj, vmclass), str(node))
+
+    def _on_vm_class(self, etype: str, obj: JSON, old: JSON | None) -> None:
+        """The placed VMs of a class that came or changed hold its new size."""
+        meta = obj.get("metadata") or {}
+        resized = False
+        for vm in self.vms.items():
+            vm_meta = vm.get("metadata") or {}
+            if vm_meta.get("namespace") == meta.get("namespace") and \
+                    resolve.class_name(vm) == meta.get("name"):
+                self._on_vm("MODIFIED", vm, None)
+                resized = True
+        if resized:
+            self.queue.move_all()  # a class that shrank may leave room
+
     def _on_namespace(self, etype: str, obj: JSON, old: JSON | None) -> None:
         meta = obj.get("metadata") or {}
         if etype == "DELETED":
@@ -188,7 +226,8 @@ class Scheduler:
                     group.create_task(self.informers.run(), name="scheduler-informers")
                 group.create_task(self.events.run(), name="scheduler-events")
                 await self.informers.wait_synced(self.nodes, self.runtime_classes,
-                                                 self.namespaces, self.pods)
+                                                 self.namespaces, self.pods, self.vm_classes,
+                                                 self.vms)
                 group.create_task(self._flush_loop(), name="scheduler-flush")
                 group.create_task(self._schedule_loop(), name="scheduler-loop")
         finally:
