@@ -214,7 +214,7 @@ class VMWorker:
                       rec: record.Record) -> Observation:
         power = power_state(state.status if state else None)
         running = rec.started_spec if state is not None and state.status in (
-            "running", "paused") else None
+            "running", "paused", "suspended") else None
         shown = running or (prepared.spec if prepared else None)
         spec = vm.get("spec") or {}
         nics = prepared.nics if prepared else await self._known_nics()

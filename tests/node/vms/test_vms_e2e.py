@@ -93,21 +93,27 @@ async def test_vm_power_cycle(live: Live, api: Client, host: VMHost, guest_disk:
         assert vm["status"]["network"]["primaryIP4"] == ip  # the address stays the VM's
         assert _pid(host, uid) != first_pid
 
-        # Suspend to a state file and resume: the guest goes on where it was.
-        await vm_where(api, "web", lambda v: cond(v, resolve.READY).get("status") == "True")
-        await patch_spec(api, "web", {"powerState": "Suspended"})
-        await vm_where(api, "web", powered("Suspended"), what="Suspended")
-        assert not qemu_pids(str(host.vms_root / uid))
-        await patch_spec(api, "web", {"powerState": "PoweredOn"})
-        await vm_where(api, "web", powered("PoweredOn", ip=True), what="resumed")
-        assert (await asyncio.to_thread(http_get, ip, "/note.txt")).strip() == "made-by-runcmd"
-
         # A class change applies at the next restart, and the condition says so.
+        await vm_where(api, "web", lambda v: cond(v, resolve.READY).get("status") == "True")
         await patch_spec(api, "web", {"className": "bigger"})
         vm = await vm_where(api, "web", lambda v: cond(v, CLASS_SYNCED).get("reason") ==
                             "PendingRestart", what="PendingRestart")
         assert cond(vm, CLASS_SYNCED)["status"] == "False"
         assert "'bigger'" in cond(vm, CLASS_SYNCED)["message"]
+        assert vm["status"]["hardware"]["cpu"]["total"] == 1
+
+        # Suspend to a state file and resume: the guest goes on where it was,
+        # with the hardware it was saved with (the new class still pending).
+        await patch_spec(api, "web", {"powerState": "Suspended"})
+        vm = await vm_where(api, "web", powered("Suspended"), what="Suspended")
+        assert not qemu_pids(str(host.vms_root / uid))
+        assert vm["status"]["hardware"]["cpu"]["total"] == 1
+        assert cond(vm, CLASS_SYNCED)["reason"] == "PendingRestart"
+        await patch_spec(api, "web", {"powerState": "PoweredOn"})
+        vm = await vm_where(api, "web", powered("PoweredOn", ip=True), what="resumed")
+        assert (await asyncio.to_thread(http_get, ip, "/note.txt")).strip() == "made-by-runcmd"
+        vm = await vm_where(api, "web", lambda v: cond(v, CLASS_SYNCED).get("reason") ==
+                            "PendingRestart", what="still PendingRestart")
         assert vm["status"]["hardware"]["cpu"]["total"] == 1
         pid = _pid(host, uid)
 
