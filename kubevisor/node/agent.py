@@ -46,6 +46,10 @@ DEFAULT_POD_CIDR = "10.88.0.0/24"
 #: I/O, volumes): mostly waiting on ``ip``, fsync and mounts, so more than
 #: asyncio's default (cores + 4), which queued pod starts behind each other.
 BLOCKING_THREADS = 32
+#: Node annotations naming the accelerator QEMU uses on this host (kvm or
+#: tcg) and why (the KVM probe's finding).
+ACCEL_ANNOTATION = "vmoperator.kubevisor.io/accel"
+ACCEL_REASON_ANNOTATION = "vmoperator.kubevisor.io/accel-reason"
 
 
 @dataclass(slots=True)
@@ -176,11 +180,16 @@ async def run_node(*, kubeconfig: Path, data_dir: Path, node_name: str | None,
             streams = dataclasses.replace(streams, pod_lookup=lookup)
             kubelet_port = await stack.enter_async_context(serve_streams(
                 streams, drivers.runtime, drivers.network, data_dir / "pods"))
+        overrides = dict(config_overrides or {})
+        if drivers.vms is not None:  # which accelerator the node's VMs run with, and why
+            vm_caps = drivers.vms.capabilities
+            overrides["annotations"] = {ACCEL_ANNOTATION: vm_caps.accel,
+                                        ACCEL_REASON_ANNOTATION: vm_caps.reason,
+                                        **overrides.get("annotations", {})}
         config = NodeConfig(node_name=name, data_dir=data_dir,
                             pod_cidr=pod_cidr or DEFAULT_POD_CIDR, node_ip=node_ip,
                             max_pods=max_pods, token=conn.token or "", ca_pem=conn.ca_pem or "",
-                            cluster_dns=dns_ip, kubelet_port=kubelet_port,
-                            **(config_overrides or {}))
+                            cluster_dns=dns_ip, kubelet_port=kubelet_port, **overrides)
         pods = PodManager(client, config, runtime=drivers.runtime, images=drivers.images,
                           network=drivers.network, host_ip=node_ip)
         pods_ref.append(pods)

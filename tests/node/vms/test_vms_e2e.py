@@ -15,6 +15,7 @@ import pytest
 
 from kubevisor.api.vmoperator import resolve
 from kubevisor.client import Client, NotFoundError
+from kubevisor.node.agent import ACCEL_ANNOTATION
 from kubevisor.node.config import NodeConfig
 from kubevisor.node.vms import VMManager, names
 from kubevisor.node.vms.status import CLASS_SYNCED
@@ -80,6 +81,8 @@ async def test_vm_power_cycle(live: Live, api: Client, host: VMHost, guest_disk:
         assert (await asyncio.to_thread(http_get, ip, "/note.txt")).strip() == "made-by-runcmd"
         assert (await asyncio.to_thread(http_get, ip, "/file.txt")) == "from write_files\n"
         assert host.ports().ipam.allocations()[f"vm:{uid}/0"] == ip
+        node = await api.get("v1", "Node", NODE)
+        assert node["metadata"]["annotations"][ACCEL_ANNOTATION] == host.caps.accel
         first_pid = _pid(host, uid)
 
         # Soft power-off through the guest's ACPI handling, then on again.
