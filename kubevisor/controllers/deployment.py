@@ -46,6 +46,7 @@ from kubevisor.controllers import ownership
 from kubevisor.controllers import rollout as r
 from kubevisor.controllers.conditions import find_condition
 from kubevisor.controllers.errors import PermanentError, TemporaryError
+from kubevisor.controllers.events import EventRecorder, reference
 from kubevisor.controllers.podstate import phase
 from kubevisor.controllers.podtemplate import (
     equal_ignore_hash,
@@ -55,7 +56,6 @@ from kubevisor.controllers.podtemplate import (
 )
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
-from kubevisor.controllers.scheduler.events import EventRecorder, reference
 
 JSON = dict[str, Any]
 Key = tuple[str, str]

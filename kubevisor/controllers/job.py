@@ -51,10 +51,10 @@ from kubevisor.client import (
 from kubevisor.controllers import podstate
 from kubevisor.controllers.conditions import find_condition, set_condition
 from kubevisor.controllers.errors import TemporaryError
+from kubevisor.controllers.events import EventRecorder, reference
 from kubevisor.controllers.podclaims import controlled_pods
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
-from kubevisor.controllers.scheduler.events import EventRecorder, reference
 
 JSON = dict[str, Any]
 Key = tuple[str, str]

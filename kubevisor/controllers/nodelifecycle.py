@@ -40,9 +40,9 @@ from kubevisor.client import Client, ConflictError, NotFoundError, SharedInforme
 from kubevisor.controllers import nodefit, podstate
 from kubevisor.controllers.conditions import find_condition
 from kubevisor.controllers.errors import TemporaryError
+from kubevisor.controllers.events import EventRecorder, reference
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
-from kubevisor.controllers.scheduler.events import EventRecorder, reference
 
 JSON = dict[str, Any]
 LEASE_NAMESPACE = "kube-node-lease"

@@ -41,12 +41,12 @@ from kubevisor.client import (
 from kubevisor.controllers import ownership
 from kubevisor.controllers.conditions import find_condition, set_condition
 from kubevisor.controllers.errors import PermanentError, TemporaryError
+from kubevisor.controllers.events import EventRecorder, reference
 from kubevisor.controllers.expectations import Expectations
 from kubevisor.controllers.podstate import is_active, is_available, is_ready, parse_time
 from kubevisor.controllers.podtemplate import pod_from_template
 from kubevisor.controllers.queue import DEFAULT_BACKOFF, Backoff
 from kubevisor.controllers.runtime import Controller, Result, rfc3339, utcnow
-from kubevisor.controllers.scheduler.events import EventRecorder, reference
 
 JSON = dict[str, Any]
 Key = tuple[str, str]

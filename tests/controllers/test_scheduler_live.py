@@ -179,7 +179,7 @@ async def test_anti_affinity_spreads_replicas(api: Client) -> None:
 
 
 async def test_repeated_events_bump_the_count(api: Client) -> None:
-    from kubevisor.controllers.scheduler.events import EventRecorder
+    from kubevisor.controllers.events import EventRecorder
 
     recorder = EventRecorder(api, "default-scheduler")
     ref = {"kind": "Pod", "apiVersion": "v1", "namespace": NS, "name": "ghost", "uid": "u-1"}

@@ -39,9 +39,9 @@ from kubevisor.client import (
     metadata_only,
 )
 from kubevisor.controllers.conditions import find_condition, set_condition
+from kubevisor.controllers.events import EventRecorder, reference
 from kubevisor.controllers.scheduler.algorithm import fit_error, schedule
 from kubevisor.controllers.scheduler.cache import Cache
-from kubevisor.controllers.scheduler.events import EventRecorder, reference
 from kubevisor.controllers.scheduler.podinfo import DEFAULT_SCHEDULER, PodInfo, pod_info
 from kubevisor.controllers.scheduler.queue import QueueTimes, SchedulingQueue
 from kubevisor.controllers.scheduler.transport import lean_pool_for

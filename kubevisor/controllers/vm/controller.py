@@ -32,8 +32,8 @@ from typing import Any
 from kubevisor.api.vmoperator import resolve
 from kubevisor.client import Client, ConflictError, NotFoundError, SharedInformers
 from kubevisor.controllers.errors import TemporaryError
+from kubevisor.controllers.events import EventRecorder, reference
 from kubevisor.controllers.runtime import Controller, Result
-from kubevisor.controllers.scheduler.events import EventRecorder, reference
 from kubevisor.controllers.scheduler.podinfo import PodInfo
 from kubevisor.controllers.vm import placement
 from kubevisor.controllers.vm.plan import (

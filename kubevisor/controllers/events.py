@@ -6,8 +6,9 @@ broadcaster drops when its queue is full) and a few workers write them
 in the background, so Events never hold up scheduling. An event repeating
 one already written (same object, type, reason and message) bumps that
 Event's ``count`` and ``lastTimestamp`` with a PATCH instead of creating
-another, as the EventCorrelator aggregates. Used by :mod:`.scheduler`
-with the source/reporting component ``default-scheduler``.
+another, as the EventCorrelator aggregates. Used by the scheduler (source
+``default-scheduler``) and the controllers that tell users what they did
+(workloads, node lifecycle, VMs), each under its own component name.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubevisor.client import Client, ClientError, NotFoundError
-from kubevisor.controllers.scheduler.transport import LeanPool
+
+if TYPE_CHECKING:
+    from kubevisor.controllers.scheduler.transport import LeanPool
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
