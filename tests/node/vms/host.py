@@ -98,7 +98,7 @@ class VMHost:
                     master.resolve().name == f"{self.setup.prefix}0":
                 await asyncio.create_subprocess_exec("ip", "link", "del", tap.name)
         await self.setup.cleanup()
-        shutil.rmtree(self.setup.root, ignore_errors=True)
+        shutil.rmtree(self.setup.root.parent, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager
