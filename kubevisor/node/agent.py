@@ -115,28 +115,20 @@ async def open_vm_driver(data_dir: Path, network: Any) -> tuple[QemuDriver | Non
     import os
     import shutil
 
-    from kubevisor.runtime.qemu.probe import OVMF_CODE, OVMF_VARS, QEMU, host_kernel, qemu_version
+    from kubevisor.runtime.qemu.probe import QEMU, host_kernel
 
     if shutil.which(QEMU) is None:
         log.info("%s is not installed: this node runs no VirtualMachines", QEMU)
         return None, None
     from kubevisor.runtime.errors import RuntimeFailure
     from kubevisor.runtime.network.vmports import VMPorts
-    from kubevisor.runtime.qemu import QemuDriver, VMCapabilities
+    from kubevisor.runtime.qemu import QemuDriver
 
     force = os.environ.get("KUBEVISOR_VM_ACCEL") or None
     kernel = os.environ.get("KUBEVISOR_VM_PROBE_KERNEL") or host_kernel() or next(
         (str(p) for p in sorted(data_dir.glob("cache/guest/test-guest-*/vmlinuz"))), None)
     try:
-        if force is None and kernel is None:
-            caps = VMCapabilities(
-                accel="tcg", qemu_version=await qemu_version(),
-                uefi=os.path.exists(OVMF_CODE) and os.path.exists(OVMF_VARS),
-                reason="no Linux kernel to try KVM with (set KUBEVISOR_VM_PROBE_KERNEL)")
-            driver = QemuDriver(data_dir / "vms", capabilities=caps)
-        else:
-            driver = await QemuDriver.open(data_dir / "vms", force_accel=force,
-                                           probe_kernel=kernel)
+        driver = await QemuDriver.open(data_dir / "vms", force_accel=force, probe_kernel=kernel)
     except (RuntimeFailure, OSError) as exc:
         log.warning("the QEMU driver cannot start (%s): this node runs no VirtualMachines", exc)
         return None, None

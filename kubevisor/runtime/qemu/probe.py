@@ -7,7 +7,9 @@ loads a 512-byte boot sector whose code writes to QEMU's
 kernel, a Linux guest whose initramfs does the same through /dev/port
 (some nested hypervisors run real mode and hang in Linux). That takes
 a second under KVM; a hang or any other outcome within the timeout
-means no KVM.
+means no KVM, and so does having no kernel to try: a boot sector that
+runs under KVM proves nothing about Linux guests (they hang on this
+project's own nested development hosts).
 
 The answer is cached per host boot (keyed by the kernel's boot_id) in a
 small JSON file. Called once by :class:`~kubevisor.runtime.qemu.driver.QemuDriver`.
@@ -133,7 +135,7 @@ async def probe(*, qemu: str = QEMU, timeout: float = 10.0, cache_path: str | No
                 force: Accel | None = None, kernel: str | None = None) -> VMCapabilities:
     """This host's capabilities; ``force`` skips the probe (tests, config).
     ``kernel`` (default: the host's own, if readable) is booted as the
-    second tiny guest; without one only the boot sector is tried.
+    second tiny guest; without one, KVM is not trusted (TCG, saying why).
     ``timeout`` applies to each tiny guest."""
     version = await qemu_version(qemu)
     uefi = os.path.exists(OVMF_CODE) and os.path.exists(OVMF_VARS)
@@ -155,13 +157,13 @@ async def probe(*, qemu: str = QEMU, timeout: float = 10.0, cache_path: str | No
         accel, reason = "tcg", "/dev/kvm is not readable and writable by this user"
     else:
         kernel = kernel or host_kernel()
-        failure = await boot_tiny_guest("kvm", kernel=kernel, qemu=qemu, timeout=timeout)
-        if failure:
+        if kernel is None:
+            accel, reason = "tcg", ("no Linux kernel to try KVM with (a readable /boot/vmlinuz-*, "
+                                    "or KUBEVISOR_VM_PROBE_KERNEL)")
+        elif failure := await boot_tiny_guest("kvm", kernel=kernel, qemu=qemu, timeout=timeout):
             accel, reason = "tcg", failure
-        elif kernel:
-            accel, reason = "kvm", "a Linux guest booted under KVM"
         else:
-            accel, reason = "kvm", "a boot sector ran under KVM (no kernel to try a Linux guest)"
+            accel, reason = "kvm", "a Linux guest booted under KVM"
     if cache_path:
         with contextlib.suppress(OSError):
             Path(cache_path).parent.mkdir(parents=True, exist_ok=True)

@@ -66,3 +66,16 @@ async def test_a_cache_of_another_boot_is_ignored_and_force_skips_the_probe(tmp_
     forced = await probe(cache_path=str(cache), force="tcg")
     assert forced.accel == "tcg" and "configuration" in forced.reason
     assert json.loads(cache.read_text())["reason"] == "stale"  # force neither reads nor writes it
+
+
+async def test_without_a_kernel_to_boot_kvm_is_not_trusted(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # A boot sector runs under KVM on nested hosts whose Linux guests then hang:
+    # with no kernel to try (none given, none readable in /boot), VMs use TCG.
+    from kubevisor.runtime.qemu import probe as probing
+
+    monkeypatch.setattr(probing, "host_kernel", lambda: None)
+    caps = await probing.probe(cache_path=str(tmp_path / "probe.json"), timeout=6)
+    assert caps.accel == "tcg"
+    if os.path.exists("/dev/kvm") and os.access("/dev/kvm", os.R_OK | os.W_OK):
+        assert "no Linux kernel" in caps.reason
