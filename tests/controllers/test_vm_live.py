@@ -31,7 +31,8 @@ async def namespace(api: Client) -> None:
 def node(name: str, *, cpu: str = "4", memory: str = "8Gi", ready: bool = True) -> JSON:
     alloc = {"cpu": cpu, "memory": memory, "pods": "110", "ephemeral-storage": "100Gi"}
     return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name},
+                         "annotations": {"vmoperator.kubevisor.io/accel": "tcg"}},
             "spec": {},
             "status": {"capacity": alloc, "allocatable": alloc, "conditions": [{
                 "type": "Ready", "status": "True" if ready else "False",

@@ -179,7 +179,9 @@ def node(name: str, *, cpu: str = "4", memory: str = "8Gi", ready: bool | None =
     spec: JSON = {"taints": taints or []}
     if unschedulable:
         spec["unschedulable"] = True
-    return {"metadata": {"name": name, "labels": labels or {}}, "spec": spec, "status": status}
+    return {"metadata": {"name": name, "labels": labels or {},
+                         "annotations": {placement.ACCEL_ANNOTATION: "tcg"}},
+            "spec": spec, "status": status}
 
 
 def pod(name: str, node_name: str, cpu: str, *, phase: str = "Running") -> JSON:
@@ -239,6 +241,17 @@ def test_node_view_keeps_ready_nodes_and_taints_others_once() -> None:
                                        "effect": "NoSchedule"}]
     again = placement.node_view(view)
     assert again["spec"]["taints"] == view["spec"]["taints"]
+
+
+def test_nodes_whose_agent_runs_no_vms_are_not_chosen() -> None:
+    bare = node("pods-only")
+    del bare["metadata"]["annotations"]
+    view = placement.node_view(bare)
+    assert view["spec"]["taints"] == [{"key": "vmoperator.kubevisor.io/no-hypervisor",
+                                       "effect": "NoSchedule"}]
+    assert choose(vm(), [bare]) == (None, "0/1 nodes are available: 1 node(s) had untolerated "
+                                          "taint {vmoperator.kubevisor.io/no-hypervisor: }.")
+    assert choose(vm(), [bare, node("hv")])[0] == "hv"
 
 
 def test_vm_affinity_and_anti_affinity_between_vms() -> None:

@@ -11,7 +11,9 @@ no pod and no pod's term names). :func:`snapshot` builds the scheduler's
 bound to them and the VMs already placed, so capacity is counted net of
 both; a Node whose Ready condition is not True gets the
 ``node.kubernetes.io/not-ready`` NoSchedule taint in that view (as the node
-lifecycle controller would give it). :func:`choose` runs the scheduler's
+lifecycle controller would give it), and one whose agent runs no VMs (no
+``vmoperator.kubevisor.io/accel`` annotation) the
+``vmoperator.kubevisor.io/no-hypervisor`` one. :func:`choose` runs the scheduler's
 :func:`~kubevisor.controllers.scheduler.algorithm.schedule` and words a
 failure as kube-scheduler does (``0/3 nodes are available: ...``).
 Called by :mod:`.controller`.
@@ -31,6 +33,9 @@ from kubevisor.controllers.scheduler.podinfo import PodInfo, pod_info
 JSON = dict[str, Any]
 
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+NO_HYPERVISOR_TAINT = "vmoperator.kubevisor.io/no-hypervisor"
+#: Set on its Node by an agent that runs VMs (kvm or tcg).
+ACCEL_ANNOTATION = "vmoperator.kubevisor.io/accel"
 _TERMINAL = ("Succeeded", "Failed")
 _TERMS = "requiredDuringSchedulingPreferredDuringExecution"
 
@@ -70,17 +75,24 @@ def vm_info(vm: Mapping[str, Any], vmclass: Mapping[str, Any] | None) -> PodInfo
 
 
 def node_view(node: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``node``, tainted not-ready for placement unless its Ready condition is True."""
+    """``node`` as placement sees it: tainted not-ready unless its Ready
+    condition is True, and tainted no-hypervisor unless its agent runs VMs
+    (it says which accelerator in the :data:`ACCEL_ANNOTATION`); a VM placed
+    on a node whose agent cannot run it would never start nor be cleaned up."""
     ready = next((c for c in (node.get("status") or {}).get("conditions") or ()
                   if c.get("type") == "Ready"), None)
-    if ready is not None and ready.get("status") == "True":
-        return node
+    missing = []
+    if ready is None or ready.get("status") != "True":
+        missing.append(NOT_READY_TAINT)
+    if not ((node.get("metadata") or {}).get("annotations") or {}).get(ACCEL_ANNOTATION):
+        missing.append(NO_HYPERVISOR_TAINT)
     spec = dict(node.get("spec") or {})
     taints = list(spec.get("taints") or ())
-    if not any(t.get("key") == NOT_READY_TAINT and t.get("effect") == "NoSchedule"
-               for t in taints):
-        taints.append({"key": NOT_READY_TAINT, "effect": "NoSchedule"})
-    spec["taints"] = taints
+    have = {t.get("key") for t in taints if t.get("effect") == "NoSchedule"}
+    added = [{"key": key, "effect": "NoSchedule"} for key in missing if key not in have]
+    if not added:
+        return node
+    spec["taints"] = taints + added
     return {**node, "spec": spec}
 
 
