@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from kubevisor.runtime.qemu import process, qmp, tap
@@ -115,24 +116,35 @@ class QemuDriver:
         argv = build_argv(spec, paths, accel=self.capabilities.accel, incoming=incoming,
                           qemu=self._qemu, ovmf_code=self._ovmf_code,
                           vhost_net=os.path.exists("/dev/vhost-net"))
+        # QEMU's errors go to a file, not a pipe: the daemonized QEMU may keep
+        # a copy of its stderr open for as long as it runs, so a pipe would
+        # never reach end of file. The launching process exits once the VM is
+        # up (or has failed), which is what is waited for.
+        errors = tempfile.TemporaryFile(dir=paths.dir)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True)
-        except OSError as exc:
-            raise VMError(f"cannot run {self._qemu}: {exc}") from exc
-        try:
-            _, err = await asyncio.wait_for(proc.communicate(), self._start_timeout)
-        except TimeoutError as exc:
-            proc.kill()
-            await proc.wait()
-            await self._kill(paths)
-            raise VMError(f"QEMU for {spec.id} did not start within {self._start_timeout:g}s") from exc
-        pid = process.find(paths)
-        if proc.returncode != 0 or pid is None:
-            await self._kill(paths)
-            message = " ".join(err.decode(errors="replace").split())
-            raise VMError(f"QEMU for {spec.id} failed to start: {message or proc.returncode}")
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                    stderr=errors, start_new_session=True)
+            except OSError as exc:
+                raise VMError(f"cannot run {self._qemu}: {exc}") from exc
+            try:
+                await asyncio.wait_for(proc.wait(), self._start_timeout)
+            except TimeoutError as exc:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+                await self._kill(paths)
+                raise VMError(f"QEMU for {spec.id} did not start within "
+                              f"{self._start_timeout:g}s") from exc
+            pid = process.find(paths)
+            if proc.returncode != 0 or pid is None:
+                await self._kill(paths)
+                errors.seek(0)
+                message = " ".join(errors.read(64 * 1024).decode(errors="replace").split())
+                raise VMError(f"QEMU for {spec.id} failed to start: {message or proc.returncode}")
+        finally:
+            errors.close()
         write_json(paths.run_info, {"accel": self.capabilities.accel, "argv": argv})
         try:
             for nic in spec.interfaces:
