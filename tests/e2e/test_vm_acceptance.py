@@ -129,15 +129,30 @@ def vm_json(cluster: NodeServer, ns: str) -> dict:
 
 
 def wait_power(cluster: NodeServer, ns: str, state: str, *, timeout: float = BOOT) -> None:
-    cluster.kubectl("wait", f"--for=jsonpath={{.status.powerState}}={state}", "vm/web", "-n", ns,
-                    f"--timeout={int(timeout)}s", timeout=timeout + 30)
+    result = cluster.kubectl("wait", f"--for=jsonpath={{.status.powerState}}={state}", "vm/web",
+                             "-n", ns, f"--timeout={int(timeout)}s", timeout=timeout + 30,
+                             check=False)
+    assert result.returncode == 0, f"VM not {state}: {result.stderr}\n{diagnosis(cluster, ns)}"
+
+
+def diagnosis(cluster: NodeServer, ns: str) -> str:
+    """What the VM, its events, the host and the server's log say, for a failure message."""
+    vm = cluster.kubectl("get", "vm", "web", "-n", ns, "-o", "yaml", check=False).stdout
+    events = cluster.kubectl("get", "events", "-n", ns, check=False).stdout
+    consoles = "\n".join(f"{log}:\n{log.read_text(errors='replace')[-1500:]}"
+                         for log in (cluster.data_dir / "vms").glob("*/console.log"))
+    return (f"--- vm\n{vm}\n--- events\n{events}\n--- qemu {qemu_pids(cluster)}\n{consoles}\n"
+            f"--- log\n{cluster.log_tail(40)}")
 
 
 def primary_ip(cluster: NodeServer, ns: str) -> str:
     def ip() -> str | None:
         status = vm_json(cluster, ns).get("status") or {}
         return (status.get("network") or {}).get("primaryIP4") or None
-    return wait_until(ip, timeout=BOOT, what="status.network.primaryIP4")
+    try:
+        return wait_until(ip, timeout=BOOT, what="status.network.primaryIP4")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{diagnosis(cluster, ns)}") from None
 
 
 def http_get(url: str, *, timeout: float = BOOT) -> str:

@@ -3,9 +3,10 @@
 here, :mod:`kubevisor.apiserver.vmconsole`).
 
 The console is the unix stream socket QEMU serves for the VM
-(``<vms_dir>/<uid>/console.sock``, :class:`~kubevisor.runtime.qemu.paths.VMPaths`;
-the node agent's VM driver root is ``<data-dir>/vms`` and a VM's id is its
-uid). Binary frames carry console bytes both ways; text frames are ignored
+(``VMPaths(<vms_dir>/<uid>).console``, in the socket directory
+:class:`~kubevisor.runtime.qemu.paths.VMPaths` derives from the VM's
+directory; the node agent's VM driver root is ``<data-dir>/vms`` and a
+VM's id is its uid). Binary frames carry console bytes both ways; text frames are ignored
 (a serial line has no window size to resize). QEMU serves one client at a
 time, so a second attach to the same VM *takes over*: the first session
 is closed (code 1000, reason "console taken over by another session")

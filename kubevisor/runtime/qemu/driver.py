@@ -32,7 +32,6 @@ from kubevisor.runtime.qemu.store import read_json, spec_from_json, spec_to_json
 from kubevisor.runtime.qemu.types import PowerOpMode, VMCapabilities, VMSpec, VMState
 
 _QMP_TIMEOUT = 5.0
-_SUN_PATH_MAX = 107  # sockaddr_un.sun_path, less the terminating NUL
 
 
 class QemuDriver:
@@ -113,6 +112,7 @@ class QemuDriver:
         for nic in spec.interfaces:
             if nic.tap:
                 await tap.remove(nic.tap)
+        paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         argv = build_argv(spec, paths, accel=self.capabilities.accel, incoming=incoming,
                           qemu=self._qemu, ovmf_code=self._ovmf_code,
                           vhost_net=os.path.exists("/dev/vhost-net"))
@@ -176,9 +176,6 @@ class QemuDriver:
         paths = self._paths(spec.id)
         for nic in spec.interfaces:
             assert len(nic.tap) <= 15, f"tap name {nic.tap!r} is longer than 15 characters"
-        if len(os.fsencode(paths.console)) > _SUN_PATH_MAX or len(os.fsencode(paths.qmp)) > _SUN_PATH_MAX:
-            raise VMError(f"state directory {paths.dir} is too long for unix sockets "
-                          f"(at most {_SUN_PATH_MAX} bytes per socket path)")
         fresh = not paths.dir.exists()
         try:
             paths.dir.mkdir(parents=True, exist_ok=True)
@@ -331,5 +328,6 @@ class QemuDriver:
                 if nic.tap:
                     await tap.remove(nic.tap)
         shutil.rmtree(paths.dir, ignore_errors=True)
+        shutil.rmtree(paths.run_dir, ignore_errors=True)
         if paths.dir.exists():
             raise VMError(f"cannot remove {paths.dir}")

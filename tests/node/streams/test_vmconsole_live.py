@@ -39,6 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from kubevisor.api.vmoperator import console
 from kubevisor.node.streams.vmconsole import TAKEN_OVER
+from kubevisor.runtime.qemu.paths import VMPaths
 from tests.runtime.qemu.guestvm import ROOT, guest_image, guest_spec, make_seed, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -126,7 +127,8 @@ async def stage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stage
             seed = await make_seed(root / "seed.iso", hostname=hostname)
             await driver.create(guest_spec(vm_uid, seed=seed))
             state = await driver.start(vm_uid)
-            assert state.console_socket == str(data_dir / "vms" / vm_uid / "console.sock")
+            # the stream server finds the socket from the VM's directory alone
+            assert state.console_socket == str(VMPaths(data_dir / "vms" / vm_uid).console)
             seen, _ = await wait_ready(state.console_log)
             assert seen == hostname
             yield Stage(api=api, url=str(url), kubeconfig=url.kubeconfig,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from kubevisor.runtime.qemu.command import build_argv
@@ -26,8 +27,9 @@ def test_minimal_vm_is_q35_daemonized_with_qmp_and_serial_console() -> None:
     assert option(argv, "-display") == ["none"]
     assert option(argv, "-pidfile") == ["/var/lib/kv/vms/vm1/qemu.pid"]
     chardevs = option(argv, "-chardev")
-    assert "socket,id=qmp,path=/var/lib/kv/vms/vm1/qmp.sock,server=on,wait=off" in chardevs
-    assert ("socket,id=serial0,path=/var/lib/kv/vms/vm1/console.sock,server=on,wait=off,"
+    sockets = f"/run/kubevisor/qemu/{hashlib.sha256(b'/var/lib/kv/vms/vm1').hexdigest()[:20]}"
+    assert f"socket,id=qmp,path={sockets}/qmp.sock,server=on,wait=off" in chardevs
+    assert (f"socket,id=serial0,path={sockets}/console.sock,server=on,wait=off,"
             "logfile=/var/lib/kv/vms/vm1/console.log,logappend=on") in chardevs
     assert option(argv, "-mon") == ["chardev=qmp,mode=control"]
     assert option(argv, "-serial") == ["chardev:serial0"]
