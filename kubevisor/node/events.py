@@ -1,5 +1,6 @@
-"""Events about pods, posted as kubelet posts them (core/v1 Event, source
-``kubelet``/<node>, reportingController ``kubelet``).
+"""Events about pods (and VirtualMachines), posted as kubelet posts them
+(core/v1 Event, source ``kubelet``/<node>, reportingController
+``kubelet``; the VM runner's recorder names itself ``kubevisor-node``).
 
 :func:`event_object` builds one (pure). :class:`EventRecorder` posts it,
 and for a repeat of the same (object, fieldPath, reason, message) bumps
@@ -33,9 +34,11 @@ def field_path(container: str | None, *, init: bool = False) -> str | None:
 
 
 def event_object(pod: JSON, *, type: str, reason: str, message: str, node: str,
-                 now: float, field_path: str | None = None) -> JSON:
+                 now: float, field_path: str | None = None, component: str = "kubelet") -> JSON:
+    """The Event about ``pod`` (or any object whose apiVersion and kind it carries)."""
     md = pod.get("metadata") or {}
-    involved: JSON = {"apiVersion": "v1", "kind": "Pod", "namespace": md.get("namespace"),
+    involved: JSON = {"apiVersion": pod.get("apiVersion") or "v1",
+                      "kind": pod.get("kind") or "Pod", "namespace": md.get("namespace"),
                       "name": md.get("name"), "uid": md.get("uid"),
                       "resourceVersion": md.get("resourceVersion")}
     if field_path:
@@ -46,9 +49,9 @@ def event_object(pod: JSON, *, type: str, reason: str, message: str, node: str,
         "metadata": {"name": f"{md.get('name')}.{int(now * 1e9):x}",
                      "namespace": md.get("namespace")},
         "involvedObject": involved, "reason": reason, "message": message,
-        "source": {"component": "kubelet", "host": node},
+        "source": {"component": component, "host": node},
         "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1, "type": type,
-        "eventTime": None, "reportingComponent": "kubelet", "reportingInstance": node,
+        "eventTime": None, "reportingComponent": component, "reportingInstance": node,
     }
 
 
@@ -57,9 +60,10 @@ _Queued = tuple[JSON, str, str, str, str | None, bool, float]
 
 class EventRecorder:
     def __init__(self, client: Client, node: str, *, clock: Clock = wall,
-                 queue_size: int = 1000, senders: int = 2) -> None:
+                 queue_size: int = 1000, senders: int = 2, component: str = "kubelet") -> None:
         self.client = client
         self.node = node
+        self.component = component
         self._clock = clock
         self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
         self._queue: deque[_Queued] = deque()
@@ -122,7 +126,8 @@ class EventRecorder:
                 self._seen[key] = (ns, name, count + 1)
                 return
             body = event_object(pod, type=type, reason=reason, message=message,
-                                node=self.node, now=now, field_path=path)
+                                node=self.node, now=now, field_path=path,
+                                component=self.component)
             created = await self.client.create(body)
             cmd = created.get("metadata") or {}
             self._seen[key] = (cmd.get("namespace", ""), cmd.get("name", ""), 1)

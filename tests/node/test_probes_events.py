@@ -87,3 +87,19 @@ async def test_events_posted_and_counted(api: Client) -> None:
     assert e["involvedObject"]["uid"] == pod["metadata"]["uid"]
     assert e["involvedObject"]["fieldPath"] == "spec.containers{c}"
     assert by_reason["Pulling"]["message"] == 'Pulling image "busybox"'
+
+
+async def test_vm_events_name_the_vm_and_the_node_agent_and_repeat_as_a_count(api: Client) -> None:
+    from kubevisor.node.vms.events import vm_events
+
+    vm = {"apiVersion": "vmoperator.vmware.com/v1alpha6", "kind": "VirtualMachine",
+          "metadata": {"name": "web", "namespace": "default", "uid": "vm-uid-1"}}
+    rec = vm_events(api, "node-a")
+    for _ in range(3):
+        await rec.emit(vm, "Warning", "PowerOnFailed", "QEMU did not start")
+    events = (await api.list("v1", "Event", namespace="default"))["items"]
+    [event] = [e for e in events if e["reason"] == "PowerOnFailed"]
+    assert event["count"] == 3
+    assert event["involvedObject"]["kind"] == "VirtualMachine"
+    assert event["involvedObject"]["apiVersion"] == "vmoperator.vmware.com/v1alpha6"
+    assert event["source"] == {"component": "kubevisor-node", "host": "node-a"}

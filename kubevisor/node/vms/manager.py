@@ -27,7 +27,7 @@ from typing import Any
 from kubevisor.client import BadRequestError, Client, ClientError, Informer, NotFoundError
 from kubevisor.node.config import NodeConfig
 from kubevisor.node.vms import record
-from kubevisor.node.vms.events import VMEvents
+from kubevisor.node.vms.events import vm_events
 from kubevisor.node.vms.prepare import API, Extractor
 from kubevisor.node.vms.worker import VMWorker
 from kubevisor.runtime.errors import RuntimeFailure
@@ -71,7 +71,7 @@ class VMManager:
         self.soft_timeout = soft_timeout
         #: How often volume files of deleted PersistentVolumes are looked for.
         self.collect_seconds = collect_seconds
-        self.events = VMEvents(client, config.node_name)
+        self.events = vm_events(client, config.node_name)
         #: uid -> the newest VirtualMachine seen (absent: gone from the API).
         self.vms: dict[str, JSON] = {}
         self.workers: dict[str, VMWorker] = {}

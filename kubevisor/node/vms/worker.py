@@ -285,6 +285,7 @@ class VMWorker:
         if self.vm_dir.exists():
             await asyncio.to_thread(shutil.rmtree, self.vm_dir, True)
         freed = await self.m.ports.release(self.uid)
+        self.m.events.forget(self.uid)
         if vm is None:
             if existed or freed:
                 log.info("VM %s: gone from the API, removed from the host (addresses %s)",
