@@ -146,10 +146,16 @@ def test_conversion_moves_and_prunes() -> None:
     v3 = vm_obj("v1alpha3", cdrom=[{"name": "cd0", "image": {"kind": "VirtualMachineImage",
                                                              "name": "iso"}}])
     v3["status"] = {"host": "n1", "storage": {"usage": {"total": "5Gi", "other": "1Gi"}}}
+    defaulter = rt("VirtualMachine", "v1alpha3").defaulter
+    assert defaulter is not None
+    defaulter(v3)  # as the apiserver does at the request's version
     hub = conv.convert(v3, "v1alpha6")
     assert v3["spec"]["cdrom"]  # the input is left alone
     assert hub["apiVersion"] == f"{G}/v1alpha6"
-    assert hub["spec"] == {"hardware": {"cdrom": v3["spec"]["cdrom"]}}
+    assert hub["spec"]["hardware"] == {"cdrom": v3["spec"]["cdrom"]}
+    # the storage version's own defaults are applied on the way up, as
+    # kube-apiserver applies them to a custom resource read from etcd
+    assert "promoteDisksMode" not in v3["spec"] and hub["spec"]["promoteDisksMode"] == "Online"
     assert hub["status"] == {"nodeName": "n1", "storage": {"total": "5Gi",
                                                           "usage": {"other": "1Gi"}}}
     assert conv.convert(hub, "v1alpha3") == v3
@@ -165,7 +171,8 @@ def test_conversion_moves_and_prunes() -> None:
     up = conv.convert(down, "v1alpha6", previous=hub)
     assert up["spec"]["className"] == "big"
     assert up["spec"]["resources"] == {"size": {"cpu": 2}}
-    assert up["spec"]["hardware"]["scsiControllers"] == [{"busNumber": 0}]
+    assert up["spec"]["hardware"]["scsiControllers"] == [
+        {"busNumber": 0, "sharingMode": "None", "type": "ParaVirtual"}]  # kept, and defaulted
     assert up["spec"]["hardware"]["cdrom"][0]["unitNumber"] == 1
 
 

@@ -189,6 +189,10 @@ class Converter:
     schema: Callable[[str], JSON]
     # version -> the moves between that version and the hub
     moves: dict[str, tuple[Move, ...]]
+    #: The storage version's defaults, applied to an object converted up to
+    #: it (kube-apiserver defaults a custom resource at its storage version
+    #: when it reads it from etcd: the stored object then always says so).
+    hub_defaulter: Callable[[JSON], None] | None = None
 
     def _up(self, obj: JSON, version: str) -> JSON:
         _apply_moves(obj, self.moves.get(version, ()), up=True)
@@ -216,6 +220,8 @@ class Converter:
                           {k: v for k, v in through.items() if k != "metadata"})
             if patch is not None:
                 _restore(hub, patch)
+        if source != self.storage_version and self.hub_defaulter is not None:
+            self.hub_defaulter(hub)
         if version == self.storage_version:
             hub["apiVersion"] = f"{self.group}/{version}"
             return hub

@@ -40,7 +40,8 @@ def _kind(kind: str, plural: str, schema: Callable[[str], JSON], *,
           moves: dict[str, tuple[Move, ...]] | None = None,
           selectable_fields: tuple[str, ...] = ()) -> list[ResourceType]:
     converter = Converter(group=GROUP, storage_version=STORAGE_VERSION, schema=schema,
-                          moves=moves or {})
+                          moves=moves or {},
+                          hub_defaulter=defaulter_for(kind, schema(STORAGE_VERSION)))
     out = []
     for version in VERSIONS:
         root = schema(version)
