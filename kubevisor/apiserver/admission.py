@@ -21,7 +21,8 @@ from kubevisor.apiserver.http import Request
 
 JSON = dict[str, Any]
 
-_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_PART = re.compile(r"([^\[\]]*)((?:\[\d+\])*)")
+_INDEX = re.compile(r"\[(\d+)\]")
 
 
 def field_validation_mode(req: Request) -> str:
@@ -71,11 +72,25 @@ def go_quote(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _steps(path: str) -> list[str | int] | None:
+    """The keys and indexes of a field path (``a.b[0].c``; an empty key, as
+    in ``metadata.``, is a key too); None when the path cannot be read back."""
+    steps: list[str | int] = []
+    for part in path.split("."):
+        match = _PART.fullmatch(part)
+        if match is None:
+            return None
+        key, indexes = match.groups()
+        if key or not indexes:
+            steps.append(key)
+        steps.extend(int(i) for i in _INDEX.findall(indexes))
+    return steps
+
+
 def _remove(obj: Any, path: str) -> None:
-    steps = [m.group(1) if m.group(1) is not None else int(m.group(2))
-             for m in _STEP.finditer(path)]
+    steps = _steps(path)
     if not steps:
-        return  # a path this simple parser cannot follow (keys with "." or "[")
+        return  # a path this simple parser cannot follow (keys with "[" or "]")
     cur = obj
     for step in steps[:-1]:
         try:

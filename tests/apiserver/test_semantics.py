@@ -404,3 +404,16 @@ async def test_numbers_beyond_int64_are_a_bad_request(api: httpx.AsyncClient) ->
     assert r.status_code == 200, r.text
     assert r.json()["metadata"]["deletionGracePeriodSeconds"] == 2**63 - 1
     assert r.json()["metadata"]["deletionTimestamp"] == "9999-12-31T23:59:59Z"
+
+
+async def test_an_unknown_empty_key_in_metadata_is_dropped_not_a_500(api: httpx.AsyncClient) -> None:
+    # found by the schemathesis fuzz: the field path "metadata." pruned metadata itself
+    r = await api.put("/api/v1/namespaces/default/status", json={"metadata": {"": None}})
+    assert r.status_code < 500, r.text
+    assert r.json()["kind"] == "Status"
+    await make_ns(api, "empty-key")
+    r = await api.post("/api/v1/namespaces/empty-key/configmaps",
+                       json={"metadata": {"name": "empty-key", "": "x"}, "data": {"a": "b"}})
+    assert r.status_code == 201, r.text
+    assert "" not in r.json()["metadata"] and r.json()["metadata"]["name"] == "empty-key"
+    assert r.headers.get("warning", "").startswith('299 - "unknown field \\"metadata.\\""')
