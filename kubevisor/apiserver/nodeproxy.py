@@ -22,7 +22,6 @@ Called by ``app.py``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import ssl
@@ -40,6 +39,7 @@ from kubevisor.apiserver.config import KubeletClient
 from kubevisor.apiserver.context import Context
 from kubevisor.apiserver.http import Request, StreamResponse
 from kubevisor.apiserver.listing import get_kv
+from kubevisor.streaming.race import race
 from kubevisor.streaming.websocket import RawSubprotocolConnection
 
 JSON = dict[str, Any]
@@ -231,15 +231,7 @@ async def _pump(upstream: ClientConnection, receive: Any, send: Any) -> None:
             with contextlib.suppress(ConnectionClosed):
                 await upstream.send(data if data is not None else message.get("text") or "")
 
-    tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+    done, tasks = await race(down(), up())
     if tasks[0] in done:  # the agent closed: close the client with its code
         code = upstream.close_code or 1000
         with contextlib.suppress(Exception):

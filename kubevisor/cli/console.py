@@ -30,6 +30,8 @@ from urllib.parse import quote
 
 import typer
 
+from kubevisor.streaming.race import race
+
 API_VERSION = "vmoperator.vmware.com/v1alpha6"
 ESCAPE = b"\x1d"  # Ctrl-]
 #: Without a terminal: after stdin ends, stop once output paused this long...
@@ -290,15 +292,9 @@ async def _terminal(connection: Any, label: str) -> int:
             await asyncio.sleep(0.1)
 
     _stdin_reader(loop, queue)
-    tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await race(down(), up())
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
         if saved is not None:
             import termios
 

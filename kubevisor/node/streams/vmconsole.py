@@ -31,6 +31,7 @@ from pathlib import Path
 from kubevisor.node.streams.errors import StreamError, bad_request, not_found
 from kubevisor.node.streams.websocket import WebSocket
 from kubevisor.runtime.qemu.paths import VMPaths
+from kubevisor.streaming.race import race
 
 log = logging.getLogger(__name__)
 _VM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -117,16 +118,7 @@ async def _pump(ws: WebSocket, reader: asyncio.StreamReader, writer: asyncio.Str
         await stop.wait()
         return TAKEN_OVER
 
-    tasks = [asyncio.create_task(down()), asyncio.create_task(up()),
-             asyncio.create_task(taken_over())]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+    done, _ = await race(down(), up(), taken_over())
     for task in done:
         if not task.cancelled() and task.exception() is None:
             return task.result()
