@@ -43,6 +43,7 @@ from kubevisor.node.plan import (
 from kubevisor.node.podstate import Blocked, PodState
 from kubevisor.node.podstatus import pod_status
 from kubevisor.node.probes import ContainerProber
+from kubevisor.node.syncloop import sync_until_finished
 from kubevisor.runtime.errors import RuntimeFailure
 from kubevisor.runtime.types import PodNetworkInfo
 
@@ -53,6 +54,8 @@ JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 PULL_BACKOFF = (10.0, 300.0)
 CONFIG_RETRY_SECONDS = 5.0
+#: After a sync that raised.
+SYNC_RETRY_SECONDS = 2.0
 MAX_ROUNDS = 8
 #: The longest a deleted pod's SIGTERM waits for the service rules to drop it.
 DRAIN_SECONDS = 2.0
@@ -102,7 +105,8 @@ class PodWorker:
 
     async def run(self) -> None:
         try:
-            await self._loop()
+            await sync_until_finished(self.wake, self.sync, what=f"pod {self.uid}",
+                                      retry=SYNC_RETRY_SECONDS)
         finally:
             await self.close()
 
@@ -118,25 +122,6 @@ class PodWorker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._memo.stopping.clear()
-
-    async def _loop(self) -> None:
-        timeout: float | None = None
-        while True:
-            if timeout is None:
-                await self.wake.wait()
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout)
-            self.wake.clear()
-            try:
-                timeout, finished = await self.sync()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("pod %s: sync failed", self.uid)
-                timeout, finished = 2.0, False
-            if finished:
-                return
 
     @property
     def pod(self) -> JSON | None:

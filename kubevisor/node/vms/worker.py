@@ -19,7 +19,6 @@ removed, its addresses released, and the finalizer
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from kubevisor.api.vmoperator import resolve
 from kubevisor.client import ConflictError, NotFoundError
 from kubevisor.node.clock import parse
+from kubevisor.node.syncloop import sync_until_finished
 from kubevisor.node.vms import names, reach, record
 from kubevisor.node.vms.plan import ON, Action, plan, power_state, restart_requested
 from kubevisor.node.vms.prepare import Prepared, PrepareError, materialize, prepare
@@ -82,23 +82,8 @@ class VMWorker:
         return self.m.driver.root / self.uid
 
     async def run(self) -> None:
-        timeout: float | None = None
-        while True:
-            if timeout is None:
-                await self.wake.wait()
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout)
-            self.wake.clear()
-            try:
-                timeout, finished = await self.sync()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("VM %s: sync failed", self.uid)
-                timeout, finished = RETRY_SECONDS, False
-            if finished:
-                return
+        await sync_until_finished(self.wake, self.sync, what=f"VM {self.uid}",
+                                  retry=RETRY_SECONDS)
 
     # -- one sync --------------------------------------------------------------
 
