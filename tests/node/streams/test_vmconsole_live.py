@@ -93,7 +93,7 @@ async def stage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stage
     await store.start()
     config = ServerConfig(store=store, registry=builtin_registry(),
                           kubelet_client=KubeletClient(ca_file=str(creds.ca_file), token=agent_token))
-    data_dir = root / "n"  # the node's data dir: pods/, vms/ (short: unix socket paths)
+    data_dir = root / "n"  # the node's data dir: pods/, vms/
     PROBE_CACHE.parent.mkdir(parents=True, exist_ok=True)
     caps = await probe(cache_path=str(PROBE_CACHE), kernel=guest_image().kernel)
     driver = QemuDriver(data_dir / "vms", capabilities=caps)
